@@ -1,0 +1,186 @@
+"""`kidscare-llm`: chat in the terminal, run the chat node, talk to a running node, show params.
+
+  kidscare-llm chat                  talk to the robot here, through the core (no ROS needed)
+  kidscare-llm node                  run the chat node (rclpy if importable, else plain DDS)
+  kidscare-llm say "안녕!"            publish one utterance, print the reply that comes back
+  kidscare-llm params --yaml         print every parameter with its default
+"""
+
+import argparse
+import logging
+import queue
+import sys
+import time
+from typing import List, Optional
+
+from kidscare_llm.core import settings
+from kidscare_llm.core.errors import KidscareError
+
+EXIT_USAGE = 2
+
+
+def _param_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--params-file', metavar='FILE',
+                        help='ROS 2 parameter file (default: the packaged config/kidscare.yaml)')
+    parser.add_argument('-p', '--param', action='append', default=[], metavar='NAME=VALUE',
+                        help='override one parameter, e.g. -p model.path=/models/x.gguf')
+
+
+def _transport_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--transport', choices=('auto', 'rclpy', 'dds'), default=None,
+                        help='auto (default, or $KIDSCARE_TRANSPORT): rclpy when importable, '
+                             'else plain DDS with ROS 2 wire names')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog='kidscare-llm', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+
+    chat = sub.add_parser('chat', help='talk to the robot in this terminal')
+    _param_options(chat)
+    chat.add_argument('--user', default=None, help='who is talking (default chat.default_user)')
+    chat.add_argument('-m', '--message', action='append', default=[],
+                      help='say this and exit (repeat for several turns) instead of prompting')
+
+    node = sub.add_parser('node', help='run the chat node without ros2 launch')
+    _param_options(node)
+    _transport_option(node)
+    node.add_argument('-r', '--remap', action='append', default=[], metavar='FROM:=TO',
+                      help='remap a topic or service name, e.g. -r user_utterance:=/stt/text')
+
+    say = sub.add_parser('say', help='publish one utterance and print the reply')
+    say.add_argument('text', help='what the user says')
+    say.add_argument('--user', help='switch the node to this user (~/session) first')
+    say.add_argument('--reset', action='store_true', help='call ~/reset_session first')
+    say.add_argument('--timeout', type=float, default=120.0, help='seconds to wait (120)')
+    say.add_argument('--node-name', default=settings.CHAT_NODE, help='chat node name')
+    _transport_option(say)
+
+    params = sub.add_parser('params', help='print the parameters and their defaults')
+    fmt = params.add_mutually_exclusive_group()
+    fmt.add_argument('--yaml', action='store_true', help='as a ROS 2 parameter file (default)')
+    fmt.add_argument('--markdown', action='store_true', help='as a Markdown table')
+    return parser
+
+
+def _load_params(args) -> dict:
+    from kidscare_llm.core import paths
+
+    overrides = settings.parse_overrides(args.param)
+    return settings.load(settings.CHAT_NODE, args.params_file or paths.default_params_file(),
+                         overrides)
+
+
+def cmd_chat(args) -> int:
+    """Run a terminal conversation through the core engine, printing tokens as they stream."""
+    from kidscare_llm.core.chat import build_engine
+
+    engine = build_engine(_load_params(args))
+    user = args.user or settings.defaults(settings.CHAT_NODE)['chat.default_user']
+    print(f'{engine.describe()}\nuser {user}, session {engine.session(user)}; '
+          '/reset starts a new session, /user NAME switches user, /quit ends', file=sys.stderr)
+    scripted = list(args.message)
+    while True:
+        if args.message:
+            if not scripted:
+                return 0
+            text = scripted.pop(0)
+            print(f'{user}> {text}')
+        else:
+            try:
+                text = input(f'{user}> ')
+            except EOFError:
+                print()
+                return 0
+        command, _, rest = text.strip().partition(' ')
+        if command == '/quit':
+            return 0
+        if command == '/reset':
+            print(f'ChatBot: 초기화 됨 ({engine.reset(user)})')
+            continue
+        if command == '/user' and rest.strip():
+            user = rest.strip()
+            print(f'(user {user}, session {engine.session(user)})')
+            continue
+        if not text.strip():
+            continue
+        print('robot> ', end='', flush=True)
+        reply = engine.reply(user, text, on_piece=lambda p: print(p, end='', flush=True))
+        if reply.pieces == 0:
+            print(reply.text, end='')
+        print()
+
+
+def cmd_node(args) -> int:
+    """Run the chat node on the chosen transport."""
+    from kidscare_llm.nodes.chat_node import run
+
+    remaps = settings.parse_overrides(r.replace(':=', '=', 1) for r in args.remap)
+    return run(args.transport, args=sys.argv[:1], params_file=args.params_file,
+               overrides=settings.parse_overrides(args.param), remaps=remaps)
+
+
+def cmd_say(args) -> int:
+    """Publish one utterance to a running chat node and print the streamed and final reply."""
+    from kidscare_llm.transport import MSG_STRING, create
+
+    transport = create('kidscare_llm_say', args.transport)
+    try:
+        replies: queue.Queue = queue.Queue()
+        transport.subscribe('robot_reply', MSG_STRING, replies.put)
+        transport.subscribe('robot_reply_partial', MSG_STRING,
+                            lambda s: print(f'  … {s}', file=sys.stderr))
+        publish = transport.publisher('user_utterance', MSG_STRING)
+        deadline = time.monotonic() + args.timeout
+        if not (transport.wait_for_subscribers('user_utterance', MSG_STRING, args.timeout)
+                and transport.wait_for_publishers('robot_reply', MSG_STRING, args.timeout)):
+            print(f'no chat node found within {args.timeout:.0f} s (is it running, on the same '
+                  'ROS_DOMAIN_ID?)', file=sys.stderr)
+            return 1
+        if args.user:
+            transport.publisher(f'/{args.node_name}/session', MSG_STRING)(args.user)
+            time.sleep(0.3)  # separate topics are not ordered: let the switch land first
+        if args.reset:
+            ok, message = transport.call_trigger(f'/{args.node_name}/reset_session',
+                                                 max(1.0, deadline - time.monotonic()))
+            print(f'reset: {message}', file=sys.stderr)
+        publish(args.text)
+        try:
+            print(replies.get(timeout=max(0.1, deadline - time.monotonic())))
+        except queue.Empty:
+            print(f'no reply within {args.timeout:.0f} s', file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        transport.shutdown()
+
+
+def cmd_params(args) -> int:
+    """Print the parameters as YAML (the packaged config/kidscare.yaml) or Markdown."""
+    if args.markdown:
+        print(settings.render_markdown(settings.CHAT_NODE), end='')
+    else:
+        print(settings.render_yaml(), end='')
+    return 0
+
+
+COMMANDS = {'chat': cmd_chat, 'node': cmd_node, 'say': cmd_say, 'params': cmd_params}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the kidscare-llm console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
+    try:
+        return COMMANDS[args.command](args)
+    except KidscareError as exc:
+        print(f'kidscare-llm {args.command}: {exc}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The chat engine: one utterance in, a streamed reply out, history kept per session."""
+
+import functools
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, List, Mapping, Optional
+
+from kidscare_llm.core import paths
+from kidscare_llm.core.chunker import SentenceChunker
+from kidscare_llm.core.errors import ConfigError, EmptyUtterance, LLMError, OversizedUtterance
+from kidscare_llm.core.llm import LlamaCppBackend, OpenAIBackend, Sampling
+from kidscare_llm.core.models import resolve_model
+from kidscare_llm.core.persona import Persona, load_persona
+from kidscare_llm.core.prompt import MESSAGE_OVERHEAD, plan_prompt
+from kidscare_llm.core.sessions import SessionStore
+
+log = logging.getLogger(__name__)
+
+# What the robot says when it cannot answer normally: short, warm, spoken Korean.
+SPOKEN = {
+    'too_long': '말이 너무 길어서 다 듣지 못했어. 조금 짧게 다시 말해 줄래?',
+    'error': '미안해, 지금은 대답하기가 어려워. 잠시 뒤에 다시 말해 줄래?',
+    'busy': '잠깐만! 앞의 이야기에 먼저 대답하고 있어. 조금 있다가 다시 말해 줄래?',
+    'empty': '음, 뭐라고 대답할지 모르겠어. 다시 한 번 말해 줄래?',
+}
+
+
+@dataclass
+class Reply:
+    """A finished reply: its text, the session it belongs to, and how it ended."""
+
+    text: str
+    session_id: str
+    kind: str = 'answer'  # answer | refused | error
+    interrupted: bool = False
+    sentences: List[str] = field(default_factory=list)
+    pieces: int = 0
+    prompt_tokens: int = 0
+    dropped_messages: int = 0
+
+
+def clean_utterance(text: str, max_chars: int) -> str:
+    """Return the utterance stripped; raise EmptyUtterance or OversizedUtterance."""
+    text = (text or '').replace('\x00', '').strip()
+    if not text:
+        raise EmptyUtterance('empty utterance')
+    if len(text) > max_chars:
+        raise OversizedUtterance(f'utterance of {len(text)} characters is over '
+                                 f'chat.max_utterance_chars={max_chars}')
+    return text
+
+
+class ChatEngine:
+    """Persona + per-session history + streaming model, behind one reply() call."""
+
+    def __init__(self, backend, persona: Persona, store: SessionStore, sampling: Sampling,
+                 max_utterance_chars: int = 1000, inline_informations: bool = True):
+        self.backend = backend
+        self.store = store
+        self.sampling = sampling
+        self.max_utterance_chars = max_utterance_chars
+        self.system_prompt = persona.system_prompt(inline_informations)
+        self._count = functools.lru_cache(maxsize=8192)(backend.count_tokens)
+        self.budget = backend.n_ctx - sampling.max_tokens
+        system_tokens = self._count(self.system_prompt) + MESSAGE_OVERHEAD
+        if system_tokens > self.budget // 2:
+            raise ConfigError(f'the persona takes {system_tokens} tokens, over half of the '
+                              f'{self.budget} left by n_ctx={backend.n_ctx} minus '
+                              f'max_tokens={sampling.max_tokens}: raise model.n_ctx or shorten it')
+
+    def describe(self) -> str:
+        """Say which model and backend answer."""
+        return self.backend.describe()
+
+    def session(self, user: str) -> str:
+        """Return the user's current session id."""
+        return self.store.current(user)
+
+    def reset(self, user: str) -> str:
+        """Start a new session for the user; the old one stays in the store."""
+        session_id = self.store.reset(user)
+        log.info('user %s: new session %s', user, session_id)
+        return session_id
+
+    def reply(self, user: str, text: str, on_piece: Optional[Callable[[str], None]] = None,
+              on_sentence: Optional[Callable[[str], None]] = None,
+              cancel: Optional[threading.Event] = None) -> Reply:
+        """Answer one utterance of a user, streaming pieces and sentences through callbacks.
+
+        Raises EmptyUtterance (nothing to answer); every other failure becomes a spoken reply.
+        """
+        session_id = self.store.current(user)
+        try:
+            text = clean_utterance(text, self.max_utterance_chars)
+        except OversizedUtterance as exc:
+            log.warning('user %s: %s; refused', user, exc)
+            return self._canned(session_id, 'too_long', 'refused', on_sentence)
+        self.store.add(session_id, 'user', text)
+        plan = plan_prompt(self.system_prompt, self.store.history(session_id), self._count,
+                           self.budget)
+        if plan.dropped:
+            self.store.set_window_start(session_id, plan.window_start)
+            log.info('session %s: dropped the %d oldest messages to stay within n_ctx=%d',
+                     session_id, plan.dropped, self.backend.n_ctx)
+        reply = Reply('', session_id, prompt_tokens=plan.prompt_tokens,
+                      dropped_messages=plan.dropped)
+        chunker = SentenceChunker()
+        parts: List[str] = []
+
+        def emit(sentences: List[str]) -> None:
+            for sentence in sentences:
+                reply.sentences.append(sentence)
+                if on_sentence:
+                    on_sentence(sentence)
+
+        try:
+            for piece in self.backend.stream(plan.messages, self.sampling, cancel):
+                parts.append(piece)
+                reply.pieces += 1
+                if on_piece:
+                    on_piece(piece)
+                emit(chunker.feed(piece))
+        except LLMError as exc:
+            log.error('session %s: %s', session_id, exc)
+            reply.kind = 'error'
+        reply.interrupted = bool(cancel is not None and cancel.is_set())
+        emit(chunker.flush())
+        reply.text = ''.join(parts).strip()
+        if not reply.text and not reply.interrupted:
+            key = 'error' if reply.kind == 'error' else 'empty'
+            reply.text = SPOKEN[key]
+            emit([reply.text])
+        if reply.text:
+            self.store.add(session_id, 'assistant', reply.text, reply.interrupted)
+        return reply
+
+    def _canned(self, session_id: str, key: str, kind: str,
+                on_sentence: Optional[Callable[[str], None]]) -> Reply:
+        text = SPOKEN[key]
+        if on_sentence:
+            on_sentence(text)
+        return Reply(text, session_id, kind=kind, sentences=[text])
+
+
+def build_backend(params: Mapping[str, Any], data_dir: Path):
+    """Create the configured LLM backend; for llama.cpp resolve and load the model."""
+    backend = params['llm.backend']
+    if backend == 'openai':
+        return OpenAIBackend(params['llm.base_url'], params['llm.model'],
+                             params['llm.api_key_env'], params['model.n_ctx'],
+                             params['llm.timeout_s'])
+    if backend != 'llama_cpp':
+        raise ConfigError(f"llm.backend must be 'llama_cpp' or 'openai', got {backend!r}")
+    choice = resolve_model(params['model.path'], params['model.repo'], params['model.file'],
+                           params['model.download'], data_dir / 'models')
+    model = LlamaCppBackend(choice.path, params['model.n_ctx'], params['model.n_threads'],
+                            params['model.n_gpu_layers'])
+    log.info('model: %s (%s) from %s', model.describe(), choice.reason, choice.path)
+    return model
+
+
+def build_engine(params: Mapping[str, Any], backend=None) -> ChatEngine:
+    """Create a ChatEngine from node parameters (see core/settings.py)."""
+    data_dir = paths.data_dir(params['data_dir'])
+    persona_dir = Path(params['persona.dir']) if params['persona.dir'] else \
+        paths.default_persona_dir()
+    persona = load_persona(persona_dir)
+    if backend is None:
+        backend = build_backend(params, data_dir)
+    sampling = Sampling(params['llm.temperature'], params['llm.top_p'], params['llm.max_tokens'])
+    return ChatEngine(backend, persona, SessionStore(data_dir / 'sessions.sqlite3'), sampling,
+                      params['chat.max_utterance_chars'], params['persona.inline_informations'])

@@ -1,0 +1,43 @@
+"""Where things live: the package's shared files (config, persona) and the data dir."""
+
+import os
+import sys
+from pathlib import Path
+
+PACKAGE = 'kidscare_llm'
+
+
+def share_dir() -> Path:
+    """Return the folder holding config/ (and launch/): ament index, source tree or prefix."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory(PACKAGE))
+    except Exception:  # no ROS, or the package is not in an ament index: look elsewhere
+        pass
+    source_tree = Path(__file__).resolve().parents[2]
+    if (source_tree / 'config' / 'kidscare.yaml').is_file():
+        return source_tree
+    return Path(sys.prefix) / 'share' / PACKAGE
+
+
+def default_params_file() -> Path:
+    """Return the packaged config/kidscare.yaml."""
+    return share_dir() / 'config' / 'kidscare.yaml'
+
+
+def default_persona_dir() -> Path:
+    """Return the packaged persona folder (the kids-care robot that looks after 라이언)."""
+    return share_dir() / 'config' / 'persona'
+
+
+def data_dir(configured: str = '') -> Path:
+    """Return the data dir: the parameter, $KIDSCARE_DATA_DIR, or $XDG_DATA_HOME/kidscare_llm."""
+    if configured:
+        path = Path(configured).expanduser()
+    elif os.environ.get('KIDSCARE_DATA_DIR'):
+        path = Path(os.environ['KIDSCARE_DATA_DIR']).expanduser()
+    else:
+        xdg = os.environ.get('XDG_DATA_HOME') or str(Path.home() / '.local' / 'share')
+        path = Path(xdg) / PACKAGE
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,125 @@
+"""Multi-turn history per session, persisted in SQLite (WAL) under the data dir.
+
+A user (a child, a face id) has a current session; "reset" starts a new one and keeps the old,
+as the write-up's GUI did with user_0, user_1, ... Each message is committed as soon as it
+exists, so a killed process loses at most the reply it was generating.
+"""
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+SCHEMA = '''
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    created REAL NOT NULL,
+    window_start INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user, seq);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content TEXT NOT NULL,
+    created REAL NOT NULL,
+    interrupted INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_session ON messages(session_id, id);
+'''
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message of a session's history."""
+
+    id: int
+    role: str
+    content: str
+    interrupted: bool = False
+
+
+class SessionStore:
+    """Sessions and their messages in one SQLite file; safe to share between threads."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False,
+                                   isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute('PRAGMA journal_mode=WAL')
+            self._db.execute('PRAGMA synchronous=FULL')
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def _new_session(self, user: str) -> str:
+        row = self._db.execute('SELECT MAX(seq) FROM sessions WHERE user = ?', (user,)).fetchone()
+        seq = 0 if row[0] is None else row[0] + 1
+        session_id = f'{user}_{seq}'
+        self._db.execute('INSERT INTO sessions (id, user, seq, created) VALUES (?, ?, ?, ?)',
+                         (session_id, user, seq, time.time()))
+        return session_id
+
+    def current(self, user: str) -> str:
+        """Return the user's current session id, creating {user}_0 on first contact."""
+        with self._lock:
+            row = self._db.execute('SELECT id FROM sessions WHERE user = ? ORDER BY seq DESC '
+                                   'LIMIT 1', (user,)).fetchone()
+            return row[0] if row else self._new_session(user)
+
+    def reset(self, user: str) -> str:
+        """Start a new session for the user (the old one is kept) and return its id."""
+        with self._lock:
+            return self._new_session(user)
+
+    def add(self, session_id: str, role: str, content: str, interrupted: bool = False) -> int:
+        """Append one message (committed at once) and return its id."""
+        with self._lock:
+            cur = self._db.execute(
+                'INSERT INTO messages (session_id, role, content, created, interrupted) '
+                'VALUES (?, ?, ?, ?, ?)', (session_id, role, content, time.time(), interrupted))
+            return int(cur.lastrowid)
+
+    def history(self, session_id: str, all_messages: bool = False) -> List[StoredMessage]:
+        """Return the session's messages in order, from its window start unless all_messages."""
+        with self._lock:
+            start = 0
+            if not all_messages:
+                row = self._db.execute('SELECT window_start FROM sessions WHERE id = ?',
+                                       (session_id,)).fetchone()
+                start = row[0] if row else 0
+            rows = self._db.execute(
+                'SELECT id, role, content, interrupted FROM messages WHERE session_id = ? '
+                'AND id >= ? ORDER BY id', (session_id, start)).fetchall()
+        return [StoredMessage(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    def set_window_start(self, session_id: str, message_id: int) -> None:
+        """Drop messages before message_id from the prompt window (they stay stored)."""
+        with self._lock:
+            self._db.execute('UPDATE sessions SET window_start = ? WHERE id = ?',
+                             (message_id, session_id))
+
+    def sessions(self, user: Optional[str] = None) -> List[str]:
+        """List session ids, oldest first, optionally of one user."""
+        with self._lock:
+            if user is None:
+                rows = self._db.execute('SELECT id FROM sessions ORDER BY created, seq')
+            else:
+                rows = self._db.execute('SELECT id FROM sessions WHERE user = ? ORDER BY seq',
+                                        (user,))
+            return [r[0] for r in rows.fetchall()]
+
+    def integrity_ok(self) -> bool:
+        """Run SQLite's integrity check (after a crash, say)."""
+        with self._lock:
+            return self._db.execute('PRAGMA integrity_check').fetchone()[0] == 'ok'

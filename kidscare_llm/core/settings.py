@@ -1,0 +1,201 @@
+"""Every parameter of every node, declared once: name, default and description.
+
+The ROS nodes declare their parameters from this table, the DDS transport and the CLI read the
+same names from config/kidscare.yaml, and config/kidscare.yaml itself is rendered from here
+(a test keeps the two equal), so a default is written in exactly one place.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+
+from kidscare_llm.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Param:
+    """One node parameter: its dotted name, default value (which fixes its type) and meaning."""
+
+    name: str
+    default: Any
+    description: str
+
+
+CHAT_NODE = 'chat_node'
+
+PARAMS: Dict[str, Tuple[Param, ...]] = {
+    CHAT_NODE: (
+        Param('data_dir', '',
+              'Where sessions, indexes and downloaded models live; empty: $KIDSCARE_DATA_DIR, '
+              'else $XDG_DATA_HOME/kidscare_llm (~/.local/share/kidscare_llm).'),
+        Param('persona.dir', '',
+              'Folder with base.txt, few_shot.txt and informations.txt; empty: the packaged '
+              'kids-care persona (config/persona).'),
+        Param('persona.inline_informations', True,
+              'Put informations.txt into the system prompt (true until it is retrieved by RAG).'),
+        Param('model.path', '',
+              'GGUF file to run; empty: model.repo/model.file from the cache or the hub, else '
+              'the packaged SmolLM2-135M-Instruct.'),
+        Param('model.repo', 'MLP-KTLim/llama-3-Korean-Bllossom-8B-gguf-Q4_K_M',
+              'Hugging Face repository of the default (Korean) GGUF.'),
+        Param('model.file', 'llama-3-Korean-Bllossom-8B-Q4_K_M.gguf',
+              'File in model.repo to download.'),
+        Param('model.download', True,
+              'Download model.repo/model.file when the hub is reachable (about 4.9 GB once).'),
+        Param('model.n_ctx', 4096, 'Context window in tokens (prompt plus reply).'),
+        Param('model.n_threads', 0, 'CPU threads for llama.cpp; 0: all cores.'),
+        Param('model.n_gpu_layers', -1,
+              'Layers offloaded to the GPU; -1: all when llama.cpp has a GPU backend, else 0.'),
+        Param('llm.backend', 'llama_cpp',
+              'llama_cpp (in-process GGUF) or openai (any OpenAI-compatible chat server).'),
+        Param('llm.base_url', 'http://127.0.0.1:8000/v1',
+              'Base URL of the OpenAI-compatible server (llm.backend: openai).'),
+        Param('llm.model', '', 'Model name sent to the server (llm.backend: openai).'),
+        Param('llm.api_key_env', 'OPENAI_API_KEY',
+              'Environment variable holding the server API key; unset variable: no key.'),
+        Param('llm.timeout_s', 60.0, 'Seconds to wait for the server before giving up.'),
+        Param('llm.temperature', 0.6, 'Sampling temperature (0: greedy).'),
+        Param('llm.top_p', 0.9, 'Nucleus sampling threshold.'),
+        Param('llm.max_tokens', 256, 'Most tokens in one reply.'),
+        Param('chat.default_user', 'default',
+              'User id whose session is active until ~/session names another.'),
+        Param('chat.max_utterance_chars', 1000,
+              'Longer utterances are refused with a spoken-style reply.'),
+        Param('chat.queue_size', 8,
+              'Utterances waiting while a reply is generated; more are answered as busy.'),
+        Param('chat.stream_tokens', True,
+              'Publish every generated piece of text on /robot_reply_stream (for UIs).'),
+    ),
+}
+
+
+def params_for(node: str) -> Tuple[Param, ...]:
+    """Return the parameter table of one node, or raise ConfigError for an unknown node."""
+    try:
+        return PARAMS[node]
+    except KeyError:
+        raise ConfigError(f'no parameters are declared for node {node!r}') from None
+
+
+def defaults(node: str) -> Dict[str, Any]:
+    """Return {name: default} for one node."""
+    return {p.name: p.default for p in params_for(node)}
+
+
+def coerce(param: Param, value: Any) -> Any:
+    """Convert a value (from YAML or a 'name=value' override) to the parameter's type."""
+    kind = type(param.default)
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        if kind is bool:
+            if text.lower() in ('true', '1', 'yes', 'on'):
+                return True
+            if text.lower() in ('false', '0', 'no', 'off'):
+                return False
+            raise ConfigError(f'{param.name}: expected true or false, got {value!r}')
+        try:
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f'{param.name}: expected {kind.__name__}, got {value!r}') from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f'{param.name}: expected {kind.__name__}, got {value!r}')
+    return value
+
+
+def _flatten(tree: Mapping, prefix: str = '') -> Dict[str, Any]:
+    flat: Dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name + '.'))
+        else:
+            flat[name] = value
+    return flat
+
+
+def read_params_file(path: Path, node: str) -> Dict[str, Any]:
+    """Read one node's section of a ROS 2 parameter file, flattened to dotted names."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding='utf-8-sig')) or {}
+    except OSError as exc:
+        raise ConfigError(f'cannot read parameter file {path}: {exc.strerror}') from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f'parameter file {path} is not valid YAML: {exc}') from None
+    section = None
+    for key in (node, f'/{node}', '/**', '**'):
+        if isinstance(doc.get(key), Mapping):
+            section = doc[key].get('ros__parameters', {})
+            break
+    if section is None:
+        return {}
+    return _flatten(section)
+
+
+def load(node: str, params_file: Optional[Path] = None,
+         overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Return the node's parameters: defaults, then the file, then overrides; names checked."""
+    table = {p.name: p for p in params_for(node)}
+    values = defaults(node)
+    layers = [read_params_file(params_file, node) if params_file else {}, dict(overrides or {})]
+    for layer in layers:
+        for name, value in layer.items():
+            if name not in table:
+                raise ConfigError(f'unknown parameter {name!r} for {node}; known: '
+                                  + ', '.join(sorted(table)))
+            values[name] = coerce(table[name], value)
+    return values
+
+
+def parse_overrides(items: Iterable[str]) -> Dict[str, str]:
+    """Parse 'name=value' strings (as given to -p on the command line)."""
+    out: Dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition('=')
+        if not sep or not name.strip():
+            raise ConfigError(f'expected name=value, got {item!r}')
+        out[name.strip()] = value
+    return out
+
+
+def _yaml_scalar(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, str):
+        return "''" if value == '' else json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
+def render_yaml() -> str:
+    """Render every node's parameters as a ROS 2 parameter file, descriptions as comments."""
+    lines = ['# kidscare_llm parameters: every parameter of every node, with its default.',
+             '# Generated from kidscare_llm/core/settings.py by `kidscare-llm params --yaml`;',
+             '# copy this file and pass it as params_file to change values.']
+    for node, table in PARAMS.items():
+        lines += [f'{node}:', '  ros__parameters:']
+        opened: Tuple[str, ...] = ()
+        for p in table:
+            *groups, leaf = p.name.split('.')
+            common = 0
+            while common < min(len(opened), len(groups)) and opened[common] == groups[common]:
+                common += 1
+            for depth in range(common, len(groups)):
+                lines.append('    ' + '  ' * depth + f'{groups[depth]}:')
+            opened = tuple(groups)
+            indent = '    ' + '  ' * len(groups)
+            lines.append(f'{indent}# {p.description}')
+            lines.append(f'{indent}{leaf}: {_yaml_scalar(p.default)}')
+    return '\n'.join(lines) + '\n'
+
+
+def render_markdown(node: str) -> str:
+    """Render one node's parameters as a Markdown table (for the README)."""
+    rows = ['| parameter | default | meaning |', '| --- | --- | --- |']
+    for p in params_for(node):
+        rows.append(f'| `{p.name}` | `{_yaml_scalar(p.default)}` | {p.description} |')
+    return '\n'.join(rows) + '\n'

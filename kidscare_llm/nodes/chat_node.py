@@ -1,0 +1,132 @@
+"""Chat node: /user_utterance in, /robot_reply_partial sentences and /robot_reply out.
+
+Topics: sub user_utterance, ~/session (user id); pub robot_reply, robot_reply_partial,
+robot_reply_stream. Services (std_srvs/Trigger): ~/reset_session, ~/cancel.
+Generation runs on a worker thread; utterances that arrive meanwhile wait in a bounded queue,
+and one that finds the queue full is answered "busy" rather than dropped silently.
+"""
+
+import logging
+import queue
+import sys
+import threading
+from typing import Callable, Optional
+
+from kidscare_llm.core.chat import SPOKEN, build_engine
+from kidscare_llm.core.errors import EmptyUtterance, KidscareError
+from kidscare_llm.core.settings import CHAT_NODE
+from kidscare_llm.transport import MSG_STRING, SRV_TRIGGER, Transport, create
+
+log = logging.getLogger('kidscare_llm.chat_node')
+
+
+class ChatNode:
+    """Wires a ChatEngine to topics and services; owns the generation worker thread."""
+
+    def __init__(self, transport: Transport, engine_factory: Callable = build_engine):
+        self.transport = transport
+        params = transport.parameters(CHAT_NODE)
+        self.engine = engine_factory(params)
+        self.user = params['chat.default_user']
+        self.cancel = threading.Event()
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, params['chat.queue_size']))
+        self.publish_reply = transport.publisher('robot_reply', MSG_STRING)
+        self.publish_partial = transport.publisher('robot_reply_partial', MSG_STRING)
+        self.publish_stream: Optional[Callable[[str], None]] = None
+        if params['chat.stream_tokens']:
+            self.publish_stream = transport.publisher('robot_reply_stream', MSG_STRING)
+        transport.subscribe('user_utterance', MSG_STRING, self.on_utterance)
+        transport.subscribe('~/session', MSG_STRING, self.on_session)
+        transport.serve_trigger('~/reset_session', self.on_reset)
+        transport.serve_trigger('~/cancel', self.on_cancel)
+        self._worker = threading.Thread(target=self._work, name='chat-worker', daemon=True)
+        self._worker.start()
+        log.info('chat node ready: %s; user %s in session %s', self.engine.describe(), self.user,
+                 self.engine.session(self.user))
+
+    def on_utterance(self, text: str) -> None:
+        """Queue an utterance for the current user; answer 'busy' when the queue is full."""
+        if not text.strip():
+            log.info('ignored an empty utterance')
+            return
+        try:
+            self._queue.put_nowait((self.user, text))
+        except queue.Full:
+            log.warning('queue full (%d waiting): answered busy to %.40r', self._queue.qsize(),
+                        text)
+            self.publish_partial(SPOKEN['busy'])
+            self.publish_reply(SPOKEN['busy'])
+
+    def on_session(self, user: str) -> None:
+        """Switch the current speaker; each user keeps their own history."""
+        user = user.strip()
+        if user and user != self.user:
+            self.user = user
+            log.info('now talking with %s (session %s)', user, self.engine.session(user))
+
+    def on_reset(self):
+        """Start a new session for the current user (the old one is kept)."""
+        session_id = self.engine.reset(self.user)
+        return True, f'new session {session_id} for {self.user}'
+
+    def on_cancel(self):
+        """Stop the reply being generated at its next token."""
+        busy = self._queue.unfinished_tasks > 0
+        self.cancel.set()
+        return True, 'cancelled' if busy else 'nothing to cancel'
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            user, text = item
+            self.cancel.clear()
+            try:
+                reply = self.engine.reply(user, text, on_piece=self.publish_stream,
+                                          on_sentence=self.publish_partial, cancel=self.cancel)
+                self.publish_reply(reply.text)
+            except EmptyUtterance:
+                log.info('ignored an empty utterance')
+            except Exception as exc:  # never let one utterance stop the worker
+                log.exception('reply failed: %s', exc)
+                self.publish_reply(SPOKEN['error'])
+            finally:
+                self._queue.task_done()
+
+    def close(self) -> None:
+        """Stop the worker after the current reply."""
+        self.cancel.set()
+        self._queue.put(None)
+        self._worker.join(timeout=5.0)
+
+
+def run(transport_name: Optional[str] = None, args=(), **transport_options) -> int:
+    """Create the transport and the node, spin until Ctrl-C; 1 with one clear line on error."""
+    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
+    try:
+        transport = create(CHAT_NODE, transport_name, args=args, **transport_options)
+    except KidscareError as exc:
+        print(f'chat_node: {exc}', file=sys.stderr)
+        return 1
+    try:
+        node = ChatNode(transport)
+    except KidscareError as exc:
+        print(f'chat_node: {exc}', file=sys.stderr)
+        transport.shutdown()
+        return 1
+    try:
+        transport.spin()
+    finally:
+        node.close()
+        transport.shutdown()
+    return 0
+
+
+def main(args=None) -> int:
+    """Entry point of `ros2 run kidscare_llm chat_node` (Humble and Jazzy) and of chat_node."""
+    return run(args=sys.argv if args is None else args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Plain DDS through cyclonedds, speaking ROS 2's wire conventions (no ROS install needed).
+
+Topic /x is DDS topic rt/x; service /s is rq/sRequest + rr/sReply with a (client_guid,
+sequence_number) header; data representation XCDR1; Jazzy's typehash in USER_DATA. Checked
+against rclpy with rmw_cyclonedds_cpp in both directions (see ../shared/DESIGN.md).
+"""
+
+import os
+import random
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+from kidscare_llm.core import paths, settings
+from kidscare_llm.transport.base import (MSG_STRING, SRV_TRIGGER, Transport, TransportError,
+                                         TriggerHandler, resolve_name, wait_until)
+
+TYPE_HASH = {
+    MSG_STRING: 'RIHS01_df668c740482bbd48fb39d76a70dfd4bd59db1288021743503259e948f6b1a18',
+    SRV_TRIGGER + '_Request':
+        'RIHS01_d010825374ce8918e72bfd826c82603e60f45419e932ea976f807b74a863a199',
+    SRV_TRIGGER + '_Response':
+        'RIHS01_2d946c21e2fc3f1e9ca6986a8191d85fcc70097a8bb7771a053564bc47009cdf',
+}
+
+
+def _string_payload(data: bytes) -> str:
+    """Decode a CDR std_msgs/String whose bytes are not UTF-8, replacing the bad bytes."""
+    order = 'little' if data[1] in (1, 3) else 'big'  # encapsulation: CDR_LE=1, PL_CDR_LE=3
+    size = int.from_bytes(data[4:8], order)
+    return data[8:8 + max(size - 1, 0)].decode('utf-8', 'replace')
+
+
+_DDS: Optional[SimpleNamespace] = None
+
+
+def _dds() -> SimpleNamespace:
+    """Import cyclonedds and define the ROS 2 message types once, on first use."""
+    global _DDS
+    if _DDS is not None:
+        return _DDS
+    from dataclasses import dataclass
+
+    from cyclonedds import core, domain, pub, sub, topic, util
+    from cyclonedds.idl import IdlStruct, types
+
+    @dataclass
+    class String_(IdlStruct, typename='std_msgs::msg::dds_::String_'):
+        data: str
+
+        @classmethod
+        def deserialize(cls, data, has_header=True, use_version_2=None):
+            try:
+                return super().deserialize(data, has_header=has_header,
+                                           use_version_2=use_version_2)
+            except UnicodeDecodeError:
+                sample = cls(data=_string_payload(bytes(data)))
+                sample.invalid_utf8 = True
+                return sample
+
+    @dataclass
+    class Trigger_Request_(IdlStruct, typename='std_srvs::srv::dds_::Trigger_Request_'):
+        client_guid: types.uint64
+        sequence_number: types.int64
+        structure_needs_at_least_one_member: types.uint8 = 0
+
+    @dataclass
+    class Trigger_Response_(IdlStruct, typename='std_srvs::srv::dds_::Trigger_Response_'):
+        client_guid: types.uint64
+        sequence_number: types.int64
+        success: bool = False
+        message: str = ''
+
+    _DDS = SimpleNamespace(core=core, domain=domain, pub=pub, sub=sub, topic=topic, util=util,
+                           types={MSG_STRING: String_, SRV_TRIGGER + '_Request': Trigger_Request_,
+                                  SRV_TRIGGER + '_Response': Trigger_Response_})
+    return _DDS
+
+
+class DdsTransport(Transport):
+    """A node's endpoints on one cyclonedds DomainParticipant; callbacks from DDS listeners."""
+
+    def __init__(self, node_name: str, params_file: Optional[Path] = None,
+                 overrides: Optional[Mapping[str, Any]] = None,
+                 remaps: Optional[Mapping[str, str]] = None, namespace: str = '/',
+                 domain_id: Optional[int] = None):
+        super().__init__(node_name)
+        self._params_file = params_file
+        self._overrides = dict(overrides or {})
+        self._remaps = dict(remaps or {})
+        self._namespace = namespace
+        self._m = _dds()
+        if domain_id is None:
+            domain_id = int(os.environ.get('ROS_DOMAIN_ID', '0') or 0)
+        try:
+            self._dp = self._m.domain.DomainParticipant(domain_id)
+        except Exception as exc:
+            raise TransportError(f'cannot join DDS domain {domain_id}: {exc} (check '
+                                 'CYCLONEDDS_URI)') from exc
+        self._topics: Dict[Tuple[str, str], Any] = {}
+        self._writers: Dict[Tuple[str, str], Any] = {}
+        self._entities = []  # keep readers and listeners alive
+        self._clients: Dict[str, Any] = {}
+        self._subscribed: Dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    # -- names and QoS -------------------------------------------------------------------
+    def resolve(self, name: str) -> str:
+        """Resolve a ROS name for this node (private '~/', relative, remapped)."""
+        return resolve_name(name, self.node_name, self._namespace, self._remaps)
+
+    def _qos(self, type_key: Optional[str] = None):
+        core, util = self._m.core, self._m.util
+        policies = [core.Policy.Reliability.Reliable(util.duration(seconds=1)),
+                    core.Policy.History.KeepLast(10), core.Policy.Durability.Volatile,
+                    core.Policy.DataRepresentation(use_cdrv0_representation=True)]
+        if type_key:
+            policies.append(core.Policy.Userdata(f'typehash={TYPE_HASH[type_key]};'.encode()))
+        return core.Qos(*policies)
+
+    def _topic(self, dds_name: str, type_key: str):
+        key = (dds_name, type_key)
+        with self._lock:
+            if key not in self._topics:
+                self._topics[key] = self._m.topic.Topic(self._dp, dds_name,
+                                                        self._m.types[type_key], qos=self._qos())
+            return self._topics[key]
+
+    def _writer(self, dds_name: str, type_key: str):
+        key = (dds_name, type_key)
+        topic = self._topic(dds_name, type_key)
+        with self._lock:
+            if key not in self._writers:
+                self._writers[key] = self._m.pub.DataWriter(self._dp, topic,
+                                                            qos=self._qos(type_key))
+            return self._writers[key]
+
+    def _reader(self, dds_name: str, type_key: str, on_sample: Optional[Callable] = None):
+        topic = self._topic(dds_name, type_key)
+        listener = None
+        if on_sample is not None:
+            def on_data_available(reader):
+                for sample in reader.take(N=64):
+                    if sample.sample_info.valid_data:  # not a writer-gone notice
+                        on_sample(sample)
+            listener = self._m.core.Listener(on_data_available=on_data_available)
+        reader = self._m.sub.DataReader(self._dp, topic, qos=self._qos(type_key),
+                                        listener=listener)
+        self._entities.append((reader, listener))
+        return reader
+
+    # -- Transport -------------------------------------------------------------------------
+    def parameters(self, node: str) -> Dict[str, Any]:
+        """Read parameters from the params file (default: the packaged kidscare.yaml)."""
+        return settings.load(node, self._params_file or paths.default_params_file(),
+                             self._overrides)
+
+    def publisher(self, topic: str, msg_type: str) -> Callable[[Any], None]:
+        """Return a function that writes one value on rt/<topic>."""
+        self._check_type(msg_type)
+        writer = self._writer('rt' + self.resolve(topic), msg_type)
+        cls = self._m.types[msg_type]
+        return lambda value: writer.write(cls(data=value))
+
+    def subscribe(self, topic: str, msg_type: str, callback: Callable[[Any], None]) -> None:
+        """Call callback(str) for each String on rt/<topic>."""
+        self._check_type(msg_type)
+        name = self.resolve(topic)
+        cb = self.safe(f'subscription {name}', callback)
+
+        def on_sample(sample):
+            if getattr(sample, 'invalid_utf8', False):
+                self.log.warning('%s: message with invalid UTF-8, bad bytes replaced', name)
+            cb(sample.data)
+        self._subscribed[name] = self._reader('rt' + name, msg_type, on_sample)
+
+    def serve_trigger(self, service: str, handler: TriggerHandler) -> None:
+        """Answer std_srvs/Trigger requests on rq/<service>Request."""
+        name = self.resolve(service)
+        reply_cls = self._m.types[SRV_TRIGGER + '_Response']
+        writer = self._writer(f'rr{name}Reply', SRV_TRIGGER + '_Response')
+        run = self.safe(f'service {name}', handler)
+
+        def on_request(req):
+            result = run()
+            ok, message = result if result is not None else (False, 'internal error, see log')
+            writer.write(reply_cls(client_guid=req.client_guid,
+                                   sequence_number=req.sequence_number,
+                                   success=bool(ok), message=str(message)))
+        self._reader(f'rq{name}Request', SRV_TRIGGER + '_Request', on_request)
+
+    def call_trigger(self, service: str, timeout: float = 10.0) -> Tuple[bool, str]:
+        """Call a Trigger service: wait for the server, send, wait for our reply."""
+        name = self.resolve(service)
+        with self._lock:
+            client = self._clients.get(name)
+        if client is None:
+            writer = self._writer(f'rq{name}Request', SRV_TRIGGER + '_Request')
+            reader = self._reader(f'rr{name}Reply', SRV_TRIGGER + '_Response')
+            client = SimpleNamespace(writer=writer, reader=reader, seq=0,
+                                     guid=random.getrandbits(63))
+            with self._lock:
+                self._clients[name] = client
+        deadline = time.monotonic() + timeout
+        if not wait_until(lambda: client.writer.get_matched_subscriptions()
+                     and client.reader.get_matched_publications(), timeout):
+            raise TransportError(f'service {name} not available within {timeout:.0f} s')
+        client.seq += 1
+        request = self._m.types[SRV_TRIGGER + '_Request'](client.guid, client.seq)
+        client.writer.write(request)
+        while time.monotonic() < deadline:
+            for reply in client.reader.take(N=16):
+                if reply.client_guid == client.guid and reply.sequence_number == client.seq:
+                    return bool(reply.success), reply.message
+            time.sleep(0.01)
+        raise TransportError(f'service {name} did not answer within {timeout:.0f} s')
+
+    def wait_for_subscribers(self, topic: str, msg_type: str, timeout: float) -> bool:
+        """Wait until a reader matches our writer on rt/<topic>."""
+        writer = self._writer('rt' + self.resolve(topic), msg_type)
+        return wait_until(lambda: writer.get_matched_subscriptions(), timeout)
+
+    def wait_for_publishers(self, topic: str, msg_type: str, timeout: float) -> bool:
+        """Wait until a writer matches our reader on rt/<topic> (subscribe() first)."""
+        reader = self._subscribed.get(self.resolve(topic))
+        if reader is None:
+            raise TransportError(f'not subscribed to {self.resolve(topic)}')
+        return wait_until(lambda: reader.get_matched_publications(), timeout)
+
+    def spin(self) -> None:
+        """Block until shutdown(); DDS listeners deliver the callbacks meanwhile."""
+        while not self._stop.wait(0.5):
+            pass
+
+    def shutdown(self) -> None:
+        """Stop spin()."""
+        self._stop.set()
+
+    def _check_type(self, msg_type: str) -> None:
+        if msg_type not in self._m.types:
+            raise TransportError(f'the DDS transport does not know {msg_type}')

@@ -1,0 +1,154 @@
+"""rclpy transport: a real ROS 2 node (Humble or Jazzy), parameters declared with descriptions."""
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from kidscare_llm.core import settings
+from kidscare_llm.transport.base import (MSG_BOOL, MSG_STRING, SRV_TRIGGER, Transport,
+                                         TransportError, TriggerHandler, wait_until)
+
+
+class _RosLogHandler(logging.Handler):
+    """Send the core's Python log records to the node's ROS logger (console, /rosout)."""
+
+    def __init__(self, ros_logger):
+        super().__init__()
+        self._ros = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        if record.levelno >= logging.ERROR:
+            self._ros.error(text)
+        elif record.levelno >= logging.WARNING:
+            self._ros.warning(text)
+        elif record.levelno >= logging.INFO:
+            self._ros.info(text)
+        else:
+            self._ros.debug(text)
+
+
+class RclpyTransport(Transport):
+    """One rclpy Node whose executor spins in a background thread from the start."""
+
+    def __init__(self, node_name: str, params_file: Optional[Path] = None,
+                 overrides: Optional[Mapping[str, Any]] = None,
+                 remaps: Optional[Mapping[str, str]] = None, args: Optional[Sequence[str]] = None):
+        super().__init__(node_name)
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.node import Node
+
+        self._rclpy = rclpy
+        ros_args: List[str] = ['--ros-args']
+        if params_file:
+            ros_args += ['--params-file', str(params_file)]
+        for name, value in (overrides or {}).items():
+            ros_args += ['-p', f'{name}:={value}']
+        for src, dst in (remaps or {}).items():
+            ros_args += ['-r', f'{src}:={dst}']
+        self._owns_context = not rclpy.ok()
+        if self._owns_context:
+            rclpy.init(args=['kidscare_llm'] + list(args or [])[1:] +
+                       (ros_args if len(ros_args) > 1 else []))
+        self.node = Node(node_name)
+        self.log = logging.getLogger(f'kidscare_llm.{node_name}')
+        root = logging.getLogger('kidscare_llm')
+        root.addHandler(_RosLogHandler(self.node.get_logger()))
+        root.setLevel(logging.INFO)
+        root.propagate = False
+        self._executor = MultiThreadedExecutor(num_threads=4)
+        self._executor.add_node(self.node)
+        self._stop = threading.Event()
+        threading.Thread(target=self._spin_executor, name='rclpy-executor', daemon=True).start()
+
+    def _spin_executor(self) -> None:
+        try:
+            self._executor.spin()
+        except Exception:  # shutdown while spinning (Ctrl-C, context shut down)
+            self._stop.set()
+
+    def _msg(self, msg_type: str):
+        if msg_type == MSG_STRING:
+            from std_msgs.msg import String
+            return String
+        if msg_type == MSG_BOOL:
+            from std_msgs.msg import Bool
+            return Bool
+        raise TransportError(f'the rclpy transport does not know {msg_type}')
+
+    def parameters(self, node: str) -> Dict[str, Any]:
+        """Declare every parameter with its description; return the values ROS resolved."""
+        from rcl_interfaces.msg import ParameterDescriptor
+
+        values = {}
+        for p in settings.params_for(node):
+            declared = self.node.declare_parameter(
+                p.name, p.default, ParameterDescriptor(description=p.description))
+            values[p.name] = settings.coerce(p, declared.value)
+        return values
+
+    def publisher(self, topic: str, msg_type: str) -> Callable[[Any], None]:
+        """Return a function that publishes one value."""
+        cls = self._msg(msg_type)
+        pub = self.node.create_publisher(cls, topic, 10)
+        return lambda value: pub.publish(cls(data=value))
+
+    def subscribe(self, topic: str, msg_type: str, callback: Callable[[Any], None]) -> None:
+        """Call callback(value) for each message."""
+        cb = self.safe(f'subscription {topic}', callback)
+        self.node.create_subscription(self._msg(msg_type), topic, lambda msg: cb(msg.data), 10)
+
+    def serve_trigger(self, service: str, handler: TriggerHandler) -> None:
+        """Serve std_srvs/Trigger."""
+        from std_srvs.srv import Trigger
+
+        run = self.safe(f'service {service}', handler)
+
+        def on_request(_request, response):
+            result = run()
+            response.success, response.message = result if result is not None else \
+                (False, 'internal error, see log')
+            return response
+        self.node.create_service(Trigger, service, on_request)
+
+    def call_trigger(self, service: str, timeout: float = 10.0) -> Tuple[bool, str]:
+        """Call std_srvs/Trigger; the background executor completes the future."""
+        from std_srvs.srv import Trigger
+
+        client = self.node.create_client(Trigger, service)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TransportError(f'service {service} not available within {timeout:.0f} s')
+        future = client.call_async(Trigger.Request())
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(timeout):
+            raise TransportError(f'service {service} did not answer within {timeout:.0f} s')
+        result = future.result()
+        return bool(result.success), result.message
+
+    def wait_for_subscribers(self, topic: str, msg_type: str, timeout: float) -> bool:
+        """Wait until topic has a subscriber."""
+        return wait_until(lambda: self.node.count_subscribers(topic) > 0, timeout)
+
+    def wait_for_publishers(self, topic: str, msg_type: str, timeout: float) -> bool:
+        """Wait until topic has a publisher."""
+        return wait_until(lambda: self.node.count_publishers(topic) > 0, timeout)
+
+    def spin(self) -> None:
+        """Block until shutdown() or Ctrl-C; the executor thread delivers the callbacks."""
+        try:
+            while not self._stop.wait(0.5) and self._rclpy.ok():
+                pass
+        except KeyboardInterrupt:
+            pass
+
+    def shutdown(self) -> None:
+        """Stop the executor, destroy the node, and shut rclpy down if we started it."""
+        self._stop.set()
+        self._executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        if self._owns_context and self._rclpy.ok():
+            self._rclpy.shutdown()

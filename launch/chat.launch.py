@@ -1,0 +1,44 @@
+"""Bring up the chat node: ros2 launch kidscare_llm chat.launch.py [model_path:=...]."""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+SHARE = get_package_share_directory('kidscare_llm')
+
+
+def chat_node(context):
+    """Start the chat node; model_path and persona override the file only when given."""
+    overrides = {}
+    for arg, param in (('model_path', 'model.path'), ('persona', 'persona.dir')):
+        value = LaunchConfiguration(arg).perform(context)
+        if value:
+            overrides[param] = value
+    return [Node(
+        package='kidscare_llm', executable='chat_node', name='chat_node', output='screen',
+        parameters=[LaunchConfiguration('params_file'), overrides],
+        ros_arguments=['--log-level', LaunchConfiguration('log_level')],
+    )]
+
+
+def generate_launch_description():
+    """Declare the arguments, then the nodes."""
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            'params_file', default_value=os.path.join(SHARE, 'config', 'kidscare.yaml'),
+            description='ROS 2 parameter file with every kidscare_llm parameter'),
+        DeclareLaunchArgument(
+            'model_path', default_value='',
+            description='GGUF model file; empty: model.path from params_file'),
+        DeclareLaunchArgument(
+            'persona', default_value='',
+            description='persona folder (base.txt, few_shot.txt, informations.txt); '
+                        'empty: persona.dir from params_file'),
+        DeclareLaunchArgument('log_level', default_value='info',
+                              description='debug, info, warn or error'),
+        OpaqueFunction(function=chat_node),
+    ])

@@ -1,0 +1,64 @@
+"""Shared fixtures: loopback-only DDS on a random domain, a temporary data dir, the model."""
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# Before any DDS participant exists: loopback only, and a domain no other run is using.
+os.environ['CYCLONEDDS_URI'] = f'file://{HERE / "cyclonedds-loopback.xml"}'
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 200)))
+os.environ['KIDSCARE_TRANSPORT'] = os.environ.get('KIDSCARE_TEST_TRANSPORT', 'dds')
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """Point KIDSCARE_DATA_DIR at a fresh folder."""
+    path = tmp_path / 'data'
+    monkeypatch.setenv('KIDSCARE_DATA_DIR', str(path))
+    return path
+
+
+@pytest.fixture(scope='session')
+def packaged_gguf():
+    """Return the packaged SmolLM2-135M GGUF (the real model every real test uses)."""
+    from kidscare_llm.core.models import check_gguf, packaged_model
+    return check_gguf(packaged_model())
+
+
+@pytest.fixture(scope='session')
+def real_backend(packaged_gguf):
+    """Load the packaged model once per test run through llama.cpp."""
+    from kidscare_llm.core.llm import LlamaCppBackend
+    return LlamaCppBackend(packaged_gguf, n_ctx=4096)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Wait until something listens on 127.0.0.1:port, failing early if proc died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f'server exited with {proc.returncode}')
+        try:
+            with socket.create_connection(('127.0.0.1', port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f'nothing listened on port {port} within {timeout} s')
