@@ -1,5 +1,6 @@
 """`kidscare-llm`: chat in the terminal, run the chat node, talk to a running node, show params.
 
+Commands:
   kidscare-llm chat                  talk to the robot here, through the core (no ROS needed)
   kidscare-llm node                  run the chat node (rclpy if importable, else plain DDS)
   kidscare-llm say "안녕!"            publish one utterance, print the reply that comes back
@@ -124,7 +125,7 @@ def cmd_node(args) -> int:
 
 def cmd_say(args) -> int:
     """Publish one utterance to a running chat node and print the streamed and final reply."""
-    from kidscare_llm.transport import MSG_STRING, create
+    from kidscare_llm.transport import create, MSG_STRING
 
     transport = create('kidscare_llm_say', args.transport)
     try:

@@ -1,12 +1,12 @@
 """Shared fixtures: loopback-only DDS on a random domain, a temporary data dir, the model."""
 
 import os
+from pathlib import Path
 import random
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 

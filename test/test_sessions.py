@@ -52,5 +52,5 @@ def test_history_survives_kill_9_after_a_finished_turn(tmp_path):
     assert proc.returncode == -9
     store = SessionStore(db)
     assert store.integrity_ok()
-    assert [m.content for m in store.history(store.current('lion'))] == ['공룡 좋아해',
-                                                                        '나도 공룡 좋아!']
+    history = store.history(store.current('lion'))
+    assert [m.content for m in history] == ['공룡 좋아해', '나도 공룡 좋아!']

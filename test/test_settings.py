@@ -2,11 +2,10 @@
 
 import pytest
 
+from conftest import ROOT
 from kidscare_llm.core import settings
 from kidscare_llm.core.errors import ConfigError
 from kidscare_llm.transport.base import parse_ros_args, resolve_name
-
-from conftest import ROOT
 
 
 def test_packaged_yaml_is_rendered_from_the_table():

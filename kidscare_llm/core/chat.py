@@ -1,10 +1,10 @@
 """The chat engine: one utterance in, a streamed reply out, history kept per session."""
 
+from dataclasses import dataclass, field
 import functools
 import logging
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
+import threading
 from typing import Any, Callable, List, Mapping, Optional
 
 from kidscare_llm.core import paths
@@ -12,7 +12,7 @@ from kidscare_llm.core.chunker import SentenceChunker
 from kidscare_llm.core.errors import ConfigError, EmptyUtterance, LLMError, OversizedUtterance
 from kidscare_llm.core.llm import LlamaCppBackend, OpenAIBackend, Sampling
 from kidscare_llm.core.models import resolve_model
-from kidscare_llm.core.persona import Persona, load_persona
+from kidscare_llm.core.persona import load_persona, Persona
 from kidscare_llm.core.prompt import MESSAGE_OVERHEAD, plan_prompt
 from kidscare_llm.core.sessions import SessionStore
 

@@ -4,12 +4,12 @@ Both backends take chat messages and a cancel event and yield text pieces as the
 generated; cancelling stops generation at the next piece.
 """
 
+from dataclasses import dataclass
 import json
 import logging
 import os
-import threading
-from dataclasses import dataclass
 from pathlib import Path
+import threading
 from typing import Dict, Iterator, List, Optional, Sequence
 from urllib.parse import urlparse
 

@@ -1,10 +1,10 @@
 """Which GGUF model runs: an explicit path, the Korean 8B from the hub, or the packaged one."""
 
+from dataclasses import dataclass
 import importlib.util
 import logging
-import socket
-from dataclasses import dataclass
 from pathlib import Path
+import socket
 from typing import Optional
 from urllib.parse import urlparse
 

@@ -1,8 +1,8 @@
 """Where things live: the package's shared files (config, persona) and the data dir."""
 
 import os
-import sys
 from pathlib import Path
+import sys
 
 PACKAGE = 'kidscare_llm'
 

@@ -5,11 +5,11 @@ as the write-up's GUI did with user_0, user_1, ... Each message is committed as 
 exists, so a killed process loses at most the reply it was generating.
 """
 
+from dataclasses import dataclass
+from pathlib import Path
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import List, Optional
 
 SCHEMA = '''

@@ -12,10 +12,10 @@ import sys
 import threading
 from typing import Callable, Optional
 
-from kidscare_llm.core.chat import SPOKEN, build_engine
+from kidscare_llm.core.chat import build_engine, SPOKEN
 from kidscare_llm.core.errors import EmptyUtterance, KidscareError
 from kidscare_llm.core.settings import CHAT_NODE
-from kidscare_llm.transport import MSG_STRING, SRV_TRIGGER, Transport, create
+from kidscare_llm.transport import create, MSG_STRING, Transport
 
 log = logging.getLogger('kidscare_llm.chat_node')
 

@@ -9,8 +9,8 @@ import logging
 import os
 from typing import Any, Mapping, Optional, Sequence
 
-from kidscare_llm.transport.base import (MSG_BOOL, MSG_STRING, SRV_TRIGGER, Transport,
-                                         TransportError, parse_ros_args)
+from kidscare_llm.transport.base import (MSG_BOOL, MSG_STRING, parse_ros_args, SRV_TRIGGER,
+                                         Transport, TransportError)
 
 __all__ = ['MSG_BOOL', 'MSG_STRING', 'SRV_TRIGGER', 'Transport', 'TransportError', 'choose',
            'create']

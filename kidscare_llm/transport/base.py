@@ -1,8 +1,8 @@
 """The transport interface: publishers, subscriptions, Trigger services, parameters, spin."""
 
+from abc import ABC, abstractmethod
 import logging
 import time
-from abc import ABC, abstractmethod
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from kidscare_llm.core.errors import KidscareError
@@ -54,7 +54,7 @@ class Transport(ABC):
 
     @abstractmethod
     def parameters(self, node: str) -> Dict[str, Any]:
-        """Declare the node's parameters (core/settings.py) and return their values."""
+        """Declare the node's parameters as core/settings.py lists them; return their values."""
 
     @abstractmethod
     def publisher(self, topic: str, msg_type: str) -> Callable[[Any], None]:

@@ -6,16 +6,16 @@ against rclpy with rmw_cyclonedds_cpp in both directions (see ../shared/DESIGN.m
 """
 
 import os
+from pathlib import Path
 import random
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from kidscare_llm.core import paths, settings
-from kidscare_llm.transport.base import (MSG_STRING, SRV_TRIGGER, Transport, TransportError,
-                                         TriggerHandler, resolve_name, wait_until)
+from kidscare_llm.transport.base import (MSG_STRING, resolve_name, SRV_TRIGGER, Transport,
+                                         TransportError, TriggerHandler, wait_until)
 
 TYPE_HASH = {
     MSG_STRING: 'RIHS01_df668c740482bbd48fb39d76a70dfd4bd59db1288021743503259e948f6b1a18',
@@ -205,8 +205,9 @@ class DdsTransport(Transport):
             with self._lock:
                 self._clients[name] = client
         deadline = time.monotonic() + timeout
-        if not wait_until(lambda: client.writer.get_matched_subscriptions()
-                     and client.reader.get_matched_publications(), timeout):
+        matched = (lambda: client.writer.get_matched_subscriptions()
+                   and client.reader.get_matched_publications())
+        if not wait_until(matched, timeout):
             raise TransportError(f'service {name} not available within {timeout:.0f} s')
         client.seq += 1
         request = self._m.types[SRV_TRIGGER + '_Request'](client.guid, client.seq)

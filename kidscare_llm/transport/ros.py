@@ -1,14 +1,13 @@
 """rclpy transport: a real ROS 2 node (Humble or Jazzy), parameters declared with descriptions."""
 
 import logging
-import threading
-import time
 from pathlib import Path
+import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from kidscare_llm.core import settings
-from kidscare_llm.transport.base import (MSG_BOOL, MSG_STRING, SRV_TRIGGER, Transport,
-                                         TransportError, TriggerHandler, wait_until)
+from kidscare_llm.transport.base import (MSG_BOOL, MSG_STRING, Transport, TransportError,
+                                         TriggerHandler, wait_until)
 
 
 class _RosLogHandler(logging.Handler):

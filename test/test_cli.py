@@ -1,0 +1,50 @@
+"""The kidscare-llm command line: argument errors, params output, say without a node."""
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import BIN, ROOT
+from kidscare_llm.cli import build_parser
+from kidscare_llm.core import settings
+
+
+def run(*args, timeout=60):
+    return subprocess.run([str(BIN / 'kidscare-llm'), *args], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ))
+
+
+@pytest.mark.parametrize('argv', [[], ['fly'], ['say'], ['say', 'hi', '--timeout', 'soon'],
+                                  ['node', '--transport', 'carrier-pigeon']])
+def test_argument_errors_exit_2_with_usage(argv):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+
+
+def test_bad_parameter_override_is_one_clear_line():
+    proc = run('chat', '-p', 'model.n_ctx=huge', '-m', 'hi')
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == \
+        "kidscare-llm chat: model.n_ctx: expected int, got 'huge'"
+
+
+def test_params_yaml_is_the_packaged_file_and_markdown_lists_every_name():
+    assert run('params', '--yaml').stdout == (ROOT / 'config' / 'kidscare.yaml').read_text()
+    table = run('params', '--markdown').stdout
+    assert all(f'`{p.name}`' in table for p in settings.params_for('chat_node'))
+
+
+def test_say_without_a_node_times_out_clearly():
+    proc = run('say', 'hello', '--timeout', '2', '--transport', 'dds')
+    assert proc.returncode == 1
+    assert 'no chat node found within 2 s' in proc.stderr
+
+
+def test_rclpy_requested_without_ros_is_a_clear_error():
+    from kidscare_llm.transport import rclpy_available
+    if rclpy_available():
+        pytest.skip('rclpy is importable here')
+    proc = run('say', 'hello', '--transport', 'rclpy')
+    assert proc.returncode == 1 and 'rclpy is not importable' in proc.stderr
