@@ -23,7 +23,6 @@ setup(
     maintainer_email='kidscare-llm@example.com',
     description='On-device, Korean-first, multi-turn RAG chatbot for service robots (ROS 2).',
     license='Apache-2.0',
-    tests_require=['pytest'],
     python_requires='>=3.10',
     entry_points={
         'console_scripts': [

@@ -1,6 +1,6 @@
 """Sentence chunks from a token stream, for early speech."""
 
-from kidscare_llm.core.chunker import SentenceChunker
+from kidscare_llm.core.chunker import PieceBatcher, SentenceChunker
 
 
 def feed_all(pieces, **kw):
@@ -33,3 +33,22 @@ def test_run_on_text_is_cut_near_max_chars():
     out = feed_all(['word ' * 100], max_chars=50)
     assert all(len(s) <= 50 for s in out)
     assert ' '.join(out).split() == ['word'] * 100
+
+
+def test_piece_batcher_sends_the_first_piece_at_once_then_batches(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr('kidscare_llm.core.chunker.time.monotonic', lambda: clock[0])
+    sent = []
+    batcher = PieceBatcher(sent.append, interval_s=0.05)
+    batcher.add('Hel')
+    assert sent == ['Hel']
+    for piece in ('lo', ' wor'):
+        clock[0] += 0.01
+        batcher.add(piece)
+    assert sent == ['Hel']
+    clock[0] += 0.04
+    batcher.add('ld')
+    assert sent == ['Hel', 'lo world']
+    batcher.add('!')
+    batcher.flush()
+    assert sent == ['Hel', 'lo world', '!'] and ''.join(sent) == 'Hello world!'

@@ -1,7 +1,8 @@
 """Sentence chunks from a token stream, so speech can start after the first sentence."""
 
 import re
-from typing import List
+import time
+from typing import Callable, List, Optional
 
 # A sentence ends at . ! ? (and their full-width forms), an ellipsis or ~ followed by space,
 # or at a line break. "3.5" and "e.g.x" do not end one: the mark must be followed by space.
@@ -38,3 +39,30 @@ class SentenceChunker:
         """Return what is left at the end of the stream."""
         rest, self._buf = self._buf.strip(), ''
         return [rest] if rest else []
+
+
+class PieceBatcher:
+    """Pass text pieces on at most every interval_s, the first one at once (for token UIs).
+
+    A token topic at 100 tokens/s costs the model CPU on a small board; UIs need ~20 updates/s.
+    """
+
+    def __init__(self, send: Callable[[str], None], interval_s: float = 0.05):
+        self._send = send
+        self._interval = interval_s
+        self._buf = ''
+        self._last = None
+
+    def add(self, piece: str) -> None:
+        """Buffer a piece; send the buffer if it is the first or interval_s has passed."""
+        self._buf += piece
+        now = time.monotonic()
+        if self._last is None or now - self._last >= self._interval:
+            self.flush(now)
+
+    def flush(self, now: Optional[float] = None) -> None:
+        """Send whatever is buffered."""
+        if self._buf:
+            self._send(self._buf)
+            self._buf = ''
+            self._last = time.monotonic() if now is None else now

@@ -64,7 +64,10 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('chat.queue_size', 8,
               'Utterances waiting while a reply is generated; more are answered as busy.'),
         Param('chat.stream_tokens', True,
-              'Publish every generated piece of text on /robot_reply_stream (for UIs).'),
+              'Publish the generated text as it grows on /robot_reply_stream (for UIs).'),
+        Param('chat.stream_interval_ms', 50,
+              'Batch /robot_reply_stream pieces: at most one message per this many ms '
+              '(the first piece goes at once).'),
     ),
 }
 

