@@ -4,8 +4,9 @@ Both sides run the same GGUF with the same persona prompt, greedy, in the same r
 interleaved: the bare side calls llama-cpp-python's create_chat_completion in this process;
 the node side publishes on /user_utterance to a `kidscare-llm node` process and times
 the text arriving on /robot_reply_stream (first piece at once, then batched; the decoded
-token count is the bare side's: greedy decoding gives both the same text, which is checked). Each prompt starts a fresh session, so both sides see
-the same messages. Last line: one JSON object.
+token count is the bare side's: greedy decoding gives both the same text, which is
+checked). Each prompt starts a fresh session, so both sides see the same messages.
+Last line: one JSON object.
 
   .venv/bin/python bench/engine.py [--model FILE.gguf] [--runs 6] [--max-tokens 128]
 """
