@@ -1,7 +1,8 @@
 """Chat node: /user_utterance in, /robot_reply_partial sentences and /robot_reply out.
 
 Topics: sub user_utterance, ~/session (user id); pub robot_reply, robot_reply_partial,
-robot_reply_stream (the text as it is generated, batched every chat.stream_interval_ms). Services (std_srvs/Trigger): ~/reset_session, ~/cancel.
+robot_reply_stream (the text as it is generated, batched every chat.stream_interval_ms).
+Services (std_srvs/Trigger): ~/reset_session, ~/cancel.
 Generation runs on a worker thread; utterances that arrive meanwhile wait in a bounded queue,
 and one that finds the queue full is answered "busy" rather than dropped silently.
 """
