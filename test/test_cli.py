@@ -48,3 +48,8 @@ def test_rclpy_requested_without_ros_is_a_clear_error():
         pytest.skip('rclpy is importable here')
     proc = run('say', 'hello', '--transport', 'rclpy')
     assert proc.returncode == 1 and 'rclpy is not importable' in proc.stderr
+
+
+def test_readme_parameter_table_matches_the_code():
+    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    assert settings.render_markdown('chat_node') in readme
