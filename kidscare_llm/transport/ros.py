@@ -1,5 +1,6 @@
 """rclpy transport: a real ROS 2 node (Humble or Jazzy), parameters declared with descriptions."""
 
+import json
 import logging
 from pathlib import Path
 import threading
@@ -8,6 +9,17 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from kidscare_llm.core import settings
 from kidscare_llm.transport.base import (MSG_BOOL, MSG_STRING, Transport, TransportError,
                                          TriggerHandler, wait_until)
+
+
+def _ros_value(node: str, name: str, value: Any) -> str:
+    """Render a -p override so ROS parses it as the parameter's type ('0' as 0.0 if float)."""
+    table = {p.name: p for p in settings.PARAMS.get(node, ())}
+    if name not in table:
+        return str(value)
+    value = settings.coerce(table[name], value)
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
 class _RosLogHandler(logging.Handler):
@@ -45,7 +57,7 @@ class RclpyTransport(Transport):
         if params_file:
             ros_args += ['--params-file', str(params_file)]
         for name, value in (overrides or {}).items():
-            ros_args += ['-p', f'{name}:={value}']
+            ros_args += ['-p', f'{name}:={_ros_value(node_name, name, value)}']
         for src, dst in (remaps or {}).items():
             ros_args += ['-r', f'{src}:={dst}']
         self._owns_context = not rclpy.ok()
@@ -84,8 +96,9 @@ class RclpyTransport(Transport):
 
         values = {}
         for p in settings.params_for(node):
-            declared = self.node.declare_parameter(
-                p.name, p.default, ParameterDescriptor(description=p.description))
+            declared = self.node.declare_parameter(  # typed by coerce(): 1 is fine for 1.0
+                p.name, p.default, ParameterDescriptor(description=p.description,
+                                                       dynamic_typing=True))
             values[p.name] = settings.coerce(p, declared.value)
         return values
 

@@ -1,0 +1,125 @@
+"""The chat node under rclpy, and the DDS transport talking to rclpy nodes both ways.
+
+Skipped cleanly where rclpy is not importable; run with a sourced ROS 2 (Humble or Jazzy)
+and RMW_IMPLEMENTATION=rmw_cyclonedds_cpp.
+"""
+
+import os
+import queue
+import subprocess
+import time
+
+import pytest
+
+rclpy = pytest.importorskip('rclpy', reason='rclpy not importable: source a ROS 2 setup.bash')
+from rcl_interfaces.srv import DescribeParameters, ListParameters  # noqa: E402, I100, I202
+from std_msgs.msg import String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from conftest import BIN  # noqa: E402, I100
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+FAST = ['-p', 'llm.temperature=0', '-p', 'llm.max_tokens=32', '-p', 'model.download=false']
+CYCLONE = os.environ.get('RMW_IMPLEMENTATION', 'rmw_cyclonedds_cpp') == 'rmw_cyclonedds_cpp'
+
+
+@pytest.fixture(scope='module')
+def ros():
+    """An rclpy node in this process: the "other robot node"."""
+    rclpy.init()
+    node = rclpy.create_node('kidscare_test_peer')
+    replies, partials = queue.Queue(), queue.Queue()
+    node.create_subscription(String, '/robot_reply', lambda m: replies.put(m.data), 10)
+    node.create_subscription(String, '/robot_reply_partial', lambda m: partials.put(m.data), 10)
+    pub = node.create_publisher(String, '/user_utterance', 10)
+    yield node, pub, replies, partials
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+def start_node(transport, tmp_path):
+    env = dict(os.environ, KIDSCARE_DATA_DIR=str(tmp_path / 'data'), PYTHONUNBUFFERED='1')
+    log = (tmp_path / f'{transport}.log').open('wb')
+    return subprocess.Popen([str(BIN / 'kidscare-llm'), 'node', '--transport', transport, *FAST],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def spin_until(node, condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
+        if condition():
+            return True
+    return False
+
+
+def converse(ros, text, timeout=90.0):
+    node, pub, replies, partials = ros
+    for q in (replies, partials):
+        while not q.empty():
+            q.get_nowait()
+    assert spin_until(node, lambda: pub.get_subscription_count() > 0), 'no chat node'
+    assert spin_until(node, lambda: node.count_publishers('/robot_reply') > 0)
+    time.sleep(0.5)  # let the reply reader match too
+    pub.publish(String(data=text))
+    assert spin_until(node, lambda: not replies.empty(), timeout), 'no reply'
+    got = []
+    while not partials.empty():
+        got.append(partials.get_nowait())
+    return replies.get_nowait(), got
+
+
+def call(node, srv_type, name, request, timeout=30.0):
+    client = node.create_client(srv_type, name)
+    assert client.wait_for_service(timeout_sec=timeout), f'{name} not available'
+    future = client.call_async(request)
+    rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+    node.destroy_client(client)
+    return future.result()
+
+
+@pytest.mark.parametrize('transport', ['rclpy', 'dds'])
+def test_rclpy_peer_converses_and_resets(ros, transport, tmp_path):
+    if transport == 'dds' and not CYCLONE:
+        pytest.skip('plain DDS interoperates with rmw_cyclonedds_cpp only')
+    proc = start_node(transport, tmp_path)
+    try:
+        reply, partials = converse(ros, 'Hello! My name is Lion.')
+        assert reply and partials
+        result = call(ros[0], Trigger, '/chat_node/reset_session', Trigger.Request())
+        assert result.success and 'default_1' in result.message
+        reply, _ = converse(ros, 'What is my name?')
+        assert reply and proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_parameters_are_declared_with_descriptions(ros, tmp_path):
+    proc = start_node('rclpy', tmp_path)
+    try:
+        node = ros[0]
+        names = call(node, ListParameters, '/chat_node/list_parameters',
+                     ListParameters.Request()).result.names
+        assert {'model.path', 'model.n_gpu_layers', 'llm.temperature', 'chat.queue_size'} <= \
+            set(names)
+        described = call(node, DescribeParameters, '/chat_node/describe_parameters',
+                         DescribeParameters.Request(names=['model.n_ctx'])).descriptors
+        assert 'Context window' in described[0].description
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@pytest.mark.skipif(not CYCLONE, reason='plain DDS interoperates with rmw_cyclonedds_cpp only')
+def test_dds_client_talks_to_the_rclpy_node(tmp_path):
+    proc = start_node('rclpy', tmp_path)
+    try:
+        say = subprocess.run([str(BIN / 'kidscare-llm'), 'say', '--transport', 'dds', '--reset',
+                              '--timeout', '90', 'Hello from plain DDS!'],
+                             capture_output=True, text=True, timeout=120)
+        assert say.returncode == 0, say.stderr
+        assert say.stdout.strip() and 'new session default_1' in say.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
