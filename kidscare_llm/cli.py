@@ -4,6 +4,7 @@ Commands:
   kidscare-llm chat                  talk to the robot here, through the core (no ROS needed)
   kidscare-llm node                  run the chat node (rclpy if importable, else plain DDS)
   kidscare-llm say "안녕!"            publish one utterance, print the reply that comes back
+  kidscare-llm ingest DOCS...        index documents into the knowledge base (incremental)
   kidscare-llm params --yaml         print every parameter with its default
 """
 
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument('--node-name', default=settings.CHAT_NODE, help='chat node name')
     _transport_option(say)
 
+    ingest = sub.add_parser('ingest', help='index documents into the knowledge base')
+    ingest.add_argument('paths', nargs='+', help='.txt, .md, .pdf, .docx files or folders')
+    ingest.add_argument('--delete', action='store_true',
+                        help='also drop documents once indexed under these paths that are gone')
+    _param_options(ingest)
+
     params = sub.add_parser('params', help='print the parameters and their defaults')
     fmt = params.add_mutually_exclusive_group()
     fmt.add_argument('--yaml', action='store_true', help='as a ROS 2 parameter file (default)')
@@ -112,6 +119,8 @@ def cmd_chat(args) -> int:
         if reply.pieces == 0:
             print(reply.text, end='')
         print()
+        for i, src in enumerate(reply.sources, 1):
+            print(f'  [{i}] {src["source"]}#{src["position"]} (score {src["score"]})')
 
 
 def cmd_node(args) -> int:
@@ -158,6 +167,25 @@ def cmd_say(args) -> int:
         transport.shutdown()
 
 
+def cmd_ingest(args) -> int:
+    """Index documents (progress bar, one line per failure); 1 if any file failed."""
+    from pathlib import Path
+
+    from kidscare_llm.core.rag import build_knowledge_base
+
+    params = _load_params(args)
+    kb = build_knowledge_base(params)
+    report = kb.ingest([Path(p) for p in args.paths], delete_missing=args.delete, progress=True)
+    for source, n in (('added', report.added), ('updated', report.updated),
+                      ('removed', report.removed)):
+        for path in n:
+            print(f'{source:8s} {path}')
+    for path, error in report.failed:
+        print(f'failed   {error}', file=sys.stderr)
+    print(f'{kb.name}: {report.summary()}; {len(kb)} chunks in total')
+    return 1 if report.failed else 0
+
+
 def cmd_params(args) -> int:
     """Print the parameters as YAML (the packaged config/kidscare.yaml) or Markdown."""
     if args.markdown:
@@ -167,7 +195,8 @@ def cmd_params(args) -> int:
     return 0
 
 
-COMMANDS = {'chat': cmd_chat, 'node': cmd_node, 'say': cmd_say, 'params': cmd_params}
+COMMANDS = {'chat': cmd_chat, 'node': cmd_node, 'say': cmd_say, 'ingest': cmd_ingest,
+            'params': cmd_params}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -5,7 +5,7 @@ import functools
 import logging
 from pathlib import Path
 import threading
-from typing import Any, Callable, List, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional, Sequence
 
 from kidscare_llm.core import paths
 from kidscare_llm.core.chunker import SentenceChunker
@@ -14,7 +14,8 @@ from kidscare_llm.core.llm import LlamaCppBackend, OpenAIBackend, Sampling
 from kidscare_llm.core.models import resolve_model
 from kidscare_llm.core.persona import load_persona, Persona
 from kidscare_llm.core.prompt import MESSAGE_OVERHEAD, plan_prompt
-from kidscare_llm.core.sessions import SessionStore
+from kidscare_llm.core.rag import build_knowledge_base, Retrieved, source_paths, with_context
+from kidscare_llm.core.sessions import SessionStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Reply:
     pieces: int = 0
     prompt_tokens: int = 0
     dropped_messages: int = 0
+    sources: List[dict] = field(default_factory=list)
 
 
 def clean_utterance(text: str, max_chars: int) -> str:
@@ -56,9 +58,14 @@ class ChatEngine:
     """Persona + per-session history + streaming model, behind one reply() call."""
 
     def __init__(self, backend, persona: Persona, store: SessionStore, sampling: Sampling,
-                 max_utterance_chars: int = 1000, inline_informations: bool = True):
+                 max_utterance_chars: int = 1000, inline_informations: bool = True,
+                 knowledge=None, top_k: int = 3, context_tokens: int = 600,
+                 sources: Sequence[Path] = ()):
         self.backend = backend
         self.store = store
+        self.knowledge = knowledge
+        self.top_k, self.context_tokens = top_k, context_tokens
+        self.knowledge_sources = list(sources)
         self.sampling = sampling
         self.max_utterance_chars = max_utterance_chars
         self.system_prompt = persona.system_prompt(inline_informations)
@@ -97,15 +104,19 @@ class ChatEngine:
         except OversizedUtterance as exc:
             log.warning('user %s: %s; refused', user, exc)
             return self._canned(session_id, 'too_long', 'refused', on_sentence)
-        self.store.add(session_id, 'user', text)
-        plan = plan_prompt(self.system_prompt, self.store.history(session_id), self._count,
-                           self.budget)
+        message_id = self.store.add(session_id, 'user', text)
+        history = self.store.history(session_id)
+        retrieved = self._retrieve(text)
+        if retrieved.passages:  # passages ride in the newest user turn, never the system prompt
+            history[-1] = StoredMessage(message_id, 'user', retrieved.message)
+        plan = plan_prompt(self.system_prompt, history, self._count, self.budget)
         if plan.dropped:
             self.store.set_window_start(session_id, plan.window_start)
             log.info('session %s: dropped the %d oldest messages to stay within n_ctx=%d',
                      session_id, plan.dropped, self.backend.n_ctx)
         reply = Reply('', session_id, prompt_tokens=plan.prompt_tokens,
-                      dropped_messages=plan.dropped)
+                      dropped_messages=plan.dropped,
+                      sources=[p.citation() for p in retrieved.passages])
         chunker = SentenceChunker()
         parts: List[str] = []
 
@@ -135,6 +146,27 @@ class ChatEngine:
         if reply.text:
             self.store.add(session_id, 'assistant', reply.text, reply.interrupted)
         return reply
+
+    def _retrieve(self, text: str) -> Retrieved:
+        if self.knowledge is None:
+            return Retrieved([], text)
+        try:
+            passages = self.knowledge.search(text, self.top_k)
+        except Exception as exc:  # a broken index must not silence the robot
+            log.error('retrieval failed, answering without passages: %s', exc)
+            return Retrieved([], text)
+        if passages:
+            log.info('retrieved %s', ', '.join(f'{p.source}#{p.position} ({p.score:.2f})'
+                                               for p in passages))
+        return with_context(text, passages, self._count, self.context_tokens)
+
+    def reindex(self) -> str:
+        """Re-ingest rag.sources (changed files only, vanished ones dropped); return a summary."""
+        if self.knowledge is None:
+            return 'retrieval is disabled (rag.enabled: false)'
+        if not self.knowledge_sources:
+            return 'rag.sources is empty: nothing to index'
+        return self.knowledge.ingest(self.knowledge_sources, delete_missing=True).summary()
 
     def _canned(self, session_id: str, key: str, kind: str,
                 on_sentence: Optional[Callable[[str], None]]) -> Reply:
@@ -170,5 +202,16 @@ def build_engine(params: Mapping[str, Any], backend=None) -> ChatEngine:
     if backend is None:
         backend = build_backend(params, data_dir)
     sampling = Sampling(params['llm.temperature'], params['llm.top_p'], params['llm.max_tokens'])
+    knowledge = None
+    if params['rag.enabled']:
+        knowledge = build_knowledge_base(params)
+        if params['rag.index_persona'] and persona.informations:
+            knowledge.add_text('persona:informations.txt', '라이언에 대해', persona.informations)
+        if source_paths(params):
+            knowledge.ingest(source_paths(params), progress=True)
+        log.info('knowledge base %s: %d chunks (%s)', params['rag.name'], len(knowledge),
+                 knowledge.embedder.name)
     return ChatEngine(backend, persona, SessionStore(data_dir / 'sessions.sqlite3'), sampling,
-                      params['chat.max_utterance_chars'], params['persona.inline_informations'])
+                      params['chat.max_utterance_chars'], params['persona.inline_informations'],
+                      knowledge, params['rag.top_k'], params['rag.context_tokens'],
+                      source_paths(params))

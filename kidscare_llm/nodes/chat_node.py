@@ -1,12 +1,14 @@
 """Chat node: /user_utterance in, /robot_reply_partial sentences and /robot_reply out.
 
 Topics: sub user_utterance, ~/session (user id); pub robot_reply, robot_reply_partial,
-robot_reply_stream (the text as it is generated, batched every chat.stream_interval_ms).
-Services (std_srvs/Trigger): ~/reset_session, ~/cancel.
+robot_reply_stream (the text as it is generated, batched every chat.stream_interval_ms),
+robot_reply_sources (JSON citations of the passages used, sent just before robot_reply).
+Services (std_srvs/Trigger): ~/reset_session, ~/cancel, ~/reindex.
 Generation runs on a worker thread; utterances that arrive meanwhile wait in a bounded queue,
 and one that finds the queue full is answered "busy" rather than dropped silently.
 """
 
+import json
 import logging
 import queue
 import sys
@@ -34,6 +36,7 @@ class ChatNode:
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, params['chat.queue_size']))
         self.publish_reply = transport.publisher('robot_reply', MSG_STRING)
         self.publish_partial = transport.publisher('robot_reply_partial', MSG_STRING)
+        self.publish_sources = transport.publisher('robot_reply_sources', MSG_STRING)
         self.publish_stream: Optional[Callable[[str], None]] = None
         if params['chat.stream_tokens']:
             self.publish_stream = transport.publisher('robot_reply_stream', MSG_STRING)
@@ -42,6 +45,7 @@ class ChatNode:
         transport.subscribe('~/session', MSG_STRING, self.on_session)
         transport.serve_trigger('~/reset_session', self.on_reset)
         transport.serve_trigger('~/cancel', self.on_cancel)
+        transport.serve_trigger('~/reindex', self.on_reindex)
         self._worker = threading.Thread(target=self._work, name='chat-worker', daemon=True)
         self._worker.start()
         log.info('chat node ready: %s; user %s in session %s', self.engine.describe(), self.user,
@@ -78,6 +82,10 @@ class ChatNode:
         self.cancel.set()
         return True, 'cancelled' if busy else 'nothing to cancel'
 
+    def on_reindex(self):
+        """Re-ingest the knowledge sources without restarting (changed files only)."""
+        return True, self.engine.reindex()
+
     def _work(self) -> None:
         while True:
             item = self._queue.get()
@@ -92,6 +100,7 @@ class ChatNode:
                                           on_sentence=self.publish_partial, cancel=self.cancel)
                 if stream:
                     stream.flush()
+                self.publish_sources(json.dumps(reply.sources, ensure_ascii=False))
                 self.publish_reply(reply.text)
             except EmptyUtterance:
                 log.info('ignored an empty utterance')

