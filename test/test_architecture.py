@@ -49,3 +49,12 @@ def test_transport_selection(monkeypatch):
     assert transport.choose('auto') == 'dds'
     with pytest.raises(transport.TransportError, match='source your ROS 2 setup.bash'):
         transport.choose('rclpy')
+
+
+def test_every_package_folder_is_installed():
+    """setup.py's find_packages() must see every folder of modules (no namespace packages)."""
+    from setuptools import find_packages
+    found = set(find_packages(str(ROOT), exclude=['test']))
+    parents = {f.parent for f in PACKAGE.rglob('*.py')}
+    folders = {'.'.join(p.relative_to(ROOT).parts) for p in parents}
+    assert folders <= found

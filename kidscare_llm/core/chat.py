@@ -41,6 +41,7 @@ class Reply:
     prompt_tokens: int = 0
     dropped_messages: int = 0
     sources: List[dict] = field(default_factory=list)
+    prompt_evaluated: Optional[int] = None  # prompt tokens the model had to run (llama.cpp)
 
 
 def clean_utterance(text: str, max_chars: int) -> str:
@@ -85,8 +86,19 @@ class ChatEngine:
         """Return the user's current session id."""
         return self.store.current(user)
 
+    def _forget(self, session_id: str) -> None:
+        forget = getattr(self.backend, 'forget', None)
+        if forget is not None:
+            forget(session_id)
+
+    def warm(self) -> int:
+        """Evaluate the persona once at start-up (llama.cpp); return the tokens evaluated."""
+        warm = getattr(self.backend, 'warm', None)
+        return warm(self.system_prompt) if warm is not None else 0
+
     def reset(self, user: str) -> str:
         """Start a new session for the user; the old one stays in the store."""
+        self._forget(self.store.current(user))
         session_id = self.store.reset(user)
         log.info('user %s: new session %s', user, session_id)
         return session_id
@@ -112,6 +124,7 @@ class ChatEngine:
         plan = plan_prompt(self.system_prompt, history, self._count, self.budget)
         if plan.dropped:
             self.store.set_window_start(session_id, plan.window_start)
+            self._forget(session_id)  # its KV snapshot no longer matches the prompt
             log.info('session %s: dropped the %d oldest messages to stay within n_ctx=%d',
                      session_id, plan.dropped, self.backend.n_ctx)
         reply = Reply('', session_id, prompt_tokens=plan.prompt_tokens,
@@ -127,7 +140,7 @@ class ChatEngine:
                     on_sentence(sentence)
 
         try:
-            for piece in self.backend.stream(plan.messages, self.sampling, cancel):
+            for piece in self.backend.stream(plan.messages, self.sampling, cancel, session_id):
                 parts.append(piece)
                 reply.pieces += 1
                 if on_piece:
@@ -138,13 +151,15 @@ class ChatEngine:
             reply.kind = 'error'
         reply.interrupted = bool(cancel is not None and cancel.is_set())
         emit(chunker.flush())
-        reply.text = ''.join(parts).strip()
+        raw = ''.join(parts)  # stored as generated, so the next prompt matches the KV cache
+        reply.text = raw.strip()
         if not reply.text and not reply.interrupted:
             key = 'error' if reply.kind == 'error' else 'empty'
-            reply.text = SPOKEN[key]
+            raw = reply.text = SPOKEN[key]
             emit([reply.text])
         if reply.text:
-            self.store.add(session_id, 'assistant', reply.text, reply.interrupted)
+            self.store.add(session_id, 'assistant', raw, reply.interrupted)
+        reply.prompt_evaluated = getattr(self.backend, 'prompt_evaluated', None)
         return reply
 
     def _retrieve(self, text: str) -> Retrieved:
@@ -168,6 +183,17 @@ class ChatEngine:
             return 'rag.sources is empty: nothing to index'
         return self.knowledge.ingest(self.knowledge_sources, delete_missing=True).summary()
 
+    def close(self) -> None:
+        """Release the knowledge base and the model now, not at interpreter exit.
+
+        Native libraries (Kiwi, Chroma, llama.cpp) abort the process when their threads are
+        torn down during interpreter finalization after ROS has shut down.
+        """
+        if self.knowledge is not None:
+            self.knowledge.close()
+        self.knowledge = self.backend = None
+        self.store.close()
+
     def _canned(self, session_id: str, key: str, kind: str,
                 on_sentence: Optional[Callable[[str], None]]) -> Reply:
         text = SPOKEN[key]
@@ -188,7 +214,7 @@ def build_backend(params: Mapping[str, Any], data_dir: Path):
     choice = resolve_model(params['model.path'], params['model.repo'], params['model.file'],
                            params['model.download'], data_dir / 'models')
     model = LlamaCppBackend(choice.path, params['model.n_ctx'], params['model.n_threads'],
-                            params['model.n_gpu_layers'])
+                            params['model.n_gpu_layers'], params['memory.snapshot_mb'])
     log.info('model: %s (%s) from %s', model.describe(), choice.reason, choice.path)
     return model
 
@@ -211,7 +237,10 @@ def build_engine(params: Mapping[str, Any], backend=None) -> ChatEngine:
             knowledge.ingest(source_paths(params), progress=True)
         log.info('knowledge base %s: %d chunks (%s)', params['rag.name'], len(knowledge),
                  knowledge.embedder.name)
-    return ChatEngine(backend, persona, SessionStore(data_dir / 'sessions.sqlite3'), sampling,
-                      params['chat.max_utterance_chars'], params['persona.inline_informations'],
-                      knowledge, params['rag.top_k'], params['rag.context_tokens'],
-                      source_paths(params))
+    engine = ChatEngine(backend, persona, SessionStore(data_dir / 'sessions.sqlite3'),
+                        sampling, params['chat.max_utterance_chars'],
+                        params['persona.inline_informations'], knowledge, params['rag.top_k'],
+                        params['rag.context_tokens'], source_paths(params))
+    if params['memory.warm_start']:
+        log.info('persona prefix evaluated at start-up: %d tokens', engine.warm())
+    return engine

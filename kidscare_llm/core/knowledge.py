@@ -444,6 +444,7 @@ class KnowledgeBase:
             return {r[0]: (r[1], r[2], r[3], r[4] or '') for r in rows}
 
     def close(self) -> None:
-        """Close the manifest database."""
+        """Close the manifest database and drop the Chroma collection, embedder and analyzer."""
         with self._lock:
             self._db.close()
+            self._collection = self.embedder = self.analyzer = None

@@ -4,13 +4,16 @@ Both backends take chat messages and a cancel event and yield text pieces as the
 generated; cancelling stops generation at the next piece.
 """
 
+from collections import OrderedDict
+import ctypes
 from dataclasses import dataclass
 import json
 import logging
 import os
 from pathlib import Path
 import threading
-from typing import Dict, Iterator, List, Optional, Sequence
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 from urllib.parse import urlparse
 
 from kidscare_llm.core.errors import LLMError, ModelError
@@ -29,13 +32,73 @@ class Sampling:
     max_tokens: int = 256
 
 
+@dataclass
+class KVSnapshot:
+    """One session's evaluated tokens and their KV cache (no logits: they are recomputed)."""
+
+    tokens: List[int]
+    state: Any  # ctypes buffer from llama_state_seq_get_data
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the KV data in bytes."""
+        return len(self.state)
+
+
+class SnapshotCache:
+    """Per-session KV snapshots in RAM under a byte budget, least recently used evicted first."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes = budget_bytes
+        self._items: 'OrderedDict[str, KVSnapshot]' = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all snapshots."""
+        return sum(s.nbytes for s in self._items.values())
+
+    def put(self, key: str, snapshot: KVSnapshot) -> None:
+        """Keep a snapshot, evicting the least recently used ones over the budget."""
+        self._items.pop(key, None)
+        if snapshot.nbytes > self.budget_bytes:
+            return
+        self._items[key] = snapshot
+        while self.nbytes > self.budget_bytes:
+            evicted, _ = self._items.popitem(last=False)
+            log.info('KV snapshot of %s evicted (budget %d MB)', evicted,
+                     self.budget_bytes // 2**20)
+
+    def get(self, key: str) -> Optional[KVSnapshot]:
+        """Return a snapshot (marking it recently used), or None."""
+        snapshot = self._items.get(key)
+        if snapshot is not None:
+            self._items.move_to_end(key)
+        return snapshot
+
+    def drop(self, key: str) -> None:
+        """Forget a session's snapshot (its history was trimmed, or it was reset)."""
+        self._items.pop(key, None)
+
+
 class LlamaCppBackend:
-    """A GGUF model run in-process by llama-cpp-python, with the model's own chat template."""
+    """A GGUF model run in-process by llama-cpp-python, with the model's own chat template.
+
+    One model serves many sessions. The KV cache holds the last session's prompt; when another
+    session speaks, the current one's KV is saved as a snapshot and the speaker's restored, so
+    each session only ever evaluates its new tokens (prefix matching does the rest).
+    """
 
     def __init__(self, model_path: Path, n_ctx: int = 4096, n_threads: int = 0,
-                 n_gpu_layers: int = -1):
+                 n_gpu_layers: int = -1, snapshot_mb: int = 256):
         import llama_cpp
 
+        self._lib = llama_cpp
         self.gpu = bool(llama_cpp.llama_supports_gpu_offload())
         self.n_gpu_layers = n_gpu_layers if self.gpu else 0
         try:
@@ -49,6 +112,17 @@ class LlamaCppBackend:
         self.model_name = self._llm.metadata.get('general.name') or Path(model_path).stem
         self.chat_format = self._llm.chat_format
         self._lock = threading.Lock()
+        self.snapshots = SnapshotCache(snapshot_mb * 2**20) if snapshot_mb > 0 else None
+        self._active: Optional[str] = None
+        self.switch_ms = 0.0  # cost of the last session switch (save + restore)
+        self.evaluated = 0  # tokens run through the model since load (prompt and reply)
+        self.prompt_evaluated = 0  # prompt tokens the last reply had to evaluate
+        evaluate = self._llm.eval
+
+        def counting_eval(tokens):
+            self.evaluated += len(tokens)
+            return evaluate(tokens)
+        self._llm.eval = counting_eval
 
     def describe(self) -> str:
         """Say which model runs where, for the start-up log and the GUI status line."""
@@ -60,14 +134,20 @@ class LlamaCppBackend:
         return len(self._llm.tokenize(text.encode('utf-8'), add_bos=False, special=True))
 
     def stream(self, messages: Sequence[Message], sampling: Sampling,
-               cancel: Optional[threading.Event] = None) -> Iterator[str]:
+               cancel: Optional[threading.Event] = None,
+               session: Optional[str] = None) -> Iterator[str]:
         """Yield reply pieces; stop at EOS, max_tokens, or the next piece after cancel is set."""
         with self._lock:
+            self._activate(session)
+            start = self.evaluated
+            first = True
             try:
                 chunks = self._llm.create_chat_completion(
                     messages=list(messages), stream=True, temperature=sampling.temperature,
                     top_p=sampling.top_p, max_tokens=sampling.max_tokens)
                 for chunk in chunks:
+                    if first:
+                        self.prompt_evaluated, first = self.evaluated - start, False
                     if cancel is not None and cancel.is_set():
                         break
                     piece = chunk['choices'][0]['delta'].get('content')
@@ -75,6 +155,61 @@ class LlamaCppBackend:
                         yield piece
             except (RuntimeError, ValueError) as exc:
                 raise LLMError(f'llama.cpp generation failed: {exc}') from exc
+
+    def _activate(self, session: Optional[str]) -> None:
+        """Make session the owner of the KV cache: save the previous owner's, restore its."""
+        if session == self._active:
+            return
+        start = time.perf_counter()
+        if self.snapshots is not None and self._active is not None and self._llm.n_tokens:
+            self.snapshots.put(self._active, self._save())
+        snapshot = self.snapshots.get(session) if self.snapshots and session else None
+        if snapshot is not None:
+            self._restore(snapshot)
+        self._active = session
+        self.switch_ms = (time.perf_counter() - start) * 1000
+
+    def _save(self) -> KVSnapshot:
+        ctx = self._llm._ctx.ctx
+        size = self._lib.llama_state_seq_get_size(ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        self._lib.llama_state_seq_get_data(ctx, buf, size, 0)
+        return KVSnapshot(self._llm.input_ids[:self._llm.n_tokens].tolist(), buf)
+
+    def _restore(self, snapshot: KVSnapshot) -> None:
+        llm = self._llm
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        if self._lib.llama_state_seq_set_data(llm._ctx.ctx, snapshot.state, snapshot.nbytes,
+                                              0) != snapshot.nbytes:
+            llm.n_tokens = 0  # unusable: the next prompt is evaluated in full
+            return
+        n = len(snapshot.tokens)
+        llm.input_ids[:n] = snapshot.tokens
+        llm.n_tokens = n
+        llm._requires_eval = True  # logits were not saved: re-run the last token
+
+    def forget(self, session: str) -> None:
+        """Drop a session's snapshot (history trimmed or persona changed)."""
+        with self._lock:
+            if self.snapshots is not None:
+                self.snapshots.drop(session)
+
+    def warm(self, system_prompt: str) -> int:
+        """Evaluate the persona prefix once, so no session's first reply pays for it."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self._llm.metadata.get('tokenizer.chat_template')
+        if not template:
+            return 0
+        fmt = Jinja2ChatFormatter(template, eos_token='', bos_token='')
+        a, b = (fmt(messages=[{'role': 'system', 'content': system_prompt},
+                              {'role': 'user', 'content': text}]).prompt for text in ('a', 'b'))
+        common = a[:next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)]
+        tokens = self._llm.tokenize(common.encode('utf-8'), add_bos=True, special=True)[:-1]
+        with self._lock:
+            self._llm.reset()
+            self._llm.eval(tokens)
+        return len(tokens)
 
 
 class OpenAIBackend:
@@ -108,7 +243,8 @@ class OpenAIBackend:
         return cls(self._url.hostname, self._url.port, timeout=self.timeout_s)
 
     def stream(self, messages: Sequence[Message], sampling: Sampling,
-               cancel: Optional[threading.Event] = None) -> Iterator[str]:
+               cancel: Optional[threading.Event] = None,
+               session: Optional[str] = None) -> Iterator[str]:
         """POST /chat/completions with stream=true and yield the content deltas."""
         body = json.dumps({'model': self.model_name, 'messages': list(messages), 'stream': True,
                            'temperature': sampling.temperature, 'top_p': sampling.top_p,

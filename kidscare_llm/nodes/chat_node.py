@@ -8,6 +8,7 @@ Generation runs on a worker thread; utterances that arrive meanwhile wait in a b
 and one that finds the queue full is answered "busy" rather than dropped silently.
 """
 
+import gc
 import json
 import logging
 import queue
@@ -115,6 +116,7 @@ class ChatNode:
         self.cancel.set()
         self._queue.put(None)
         self._worker.join(timeout=5.0)
+        self.engine.close()
 
 
 def run(transport_name: Optional[str] = None, args=(), **transport_options) -> int:
@@ -131,11 +133,21 @@ def run(transport_name: Optional[str] = None, args=(), **transport_options) -> i
         print(f'chat_node: {exc}', file=sys.stderr)
         transport.shutdown()
         return 1
+    except Exception:
+        if transport.stopping():  # Ctrl-C / SIGTERM while the model was loading
+            print('chat_node: stopped during start-up', file=sys.stderr)
+            return 130
+        raise
+    except KeyboardInterrupt:
+        print('chat_node: stopped during start-up', file=sys.stderr)
+        return 130
     try:
         transport.spin()
     finally:
         node.close()
         transport.shutdown()
+        del node
+        gc.collect()  # free native objects while their libraries can still clean up
     return 0
 
 

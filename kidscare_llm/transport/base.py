@@ -85,6 +85,10 @@ class Transport(ABC):
         """Deliver callbacks until shutdown() or Ctrl-C."""
 
     @abstractmethod
+    def stopping(self) -> bool:
+        """Return True once shutdown was asked for (Ctrl-C, SIGTERM, shutdown())."""
+
+    @abstractmethod
     def shutdown(self) -> None:
         """Stop spinning and release the transport."""
 

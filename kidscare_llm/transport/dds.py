@@ -236,6 +236,10 @@ class DdsTransport(Transport):
         while not self._stop.wait(0.5):
             pass
 
+    def stopping(self) -> bool:
+        """Return True once shutdown() was called."""
+        return self._stop.is_set()
+
     def shutdown(self) -> None:
         """Stop spin()."""
         self._stop.set()

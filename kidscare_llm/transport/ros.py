@@ -157,6 +157,10 @@ class RclpyTransport(Transport):
         except KeyboardInterrupt:
             pass
 
+    def stopping(self) -> bool:
+        """Return True once rclpy was shut down (its SIGINT/SIGTERM handlers do that)."""
+        return self._stop.is_set() or not self._rclpy.ok()
+
     def shutdown(self) -> None:
         """Stop the executor, destroy the node, and shut rclpy down if we started it."""
         self._stop.set()

@@ -1,0 +1,1 @@
+"""ROS-facing adapters: one node per file, each a thin shell around one core class."""
