@@ -110,6 +110,7 @@ def run_ours(docs, questions, workdir, tune):
                'query_p50_ms': round(p(latencies, 50), 2),
                'query_p95_ms': round(p(latencies, 95), 2),
                'ingest_chunks_per_s': round(chunks / ingest_s, 2), 'chunks': chunks,
+               'ingest_s': round(ingest_s, 1), 'ingest_docs_per_s': round(len(docs) / ingest_s, 2),
                'documents': len(docs), 'questions': len(report),
                'fusion_weight': kb.fusion_weight, 'embedder': kb.embedder.name}
     return figures, table, kb

@@ -1,5 +1,6 @@
 """The chat node as a process, over real DDS on loopback, driven by an independent peer."""
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -22,12 +23,16 @@ OUT = ('/robot_reply_partial', '/robot_reply_stream')
 def node(tmp_path_factory):
     data = tmp_path_factory.mktemp('node') / 'data'
     log = data.parent / 'node.log'
+    docs = data.parent / 'docs'
+    docs.mkdir()
     env = dict(os.environ, KIDSCARE_DATA_DIR=str(data), PYTHONUNBUFFERED='1')
     with log.open('wb') as out:
-        proc = subprocess.Popen([str(BIN / 'kidscare-llm'), 'node', '--transport', 'dds', *FAST],
+        proc = subprocess.Popen([str(BIN / 'kidscare-llm'), 'node', '--transport', 'dds', *FAST,
+                                 '-p', f'rag.sources={docs}'],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
     peer = Peer(int(os.environ['ROS_DOMAIN_ID']))
-    ok = peer.wait_matched(writes=['/user_utterance'], reads=['/robot_reply', *OUT])
+    ok = peer.wait_matched(writes=['/user_utterance'],
+                           reads=['/robot_reply', '/robot_reply_sources', *OUT])
     try:
         assert ok, f'chat node not discovered; log: {log.read_text()[-2000:]}'
         yield peer, data, proc, log
@@ -78,6 +83,23 @@ def test_reset_service_and_session_topic(node):
         time.sleep(0.3)
     finally:
         client.shutdown()
+
+
+def test_reindex_service_and_sources_topic(node):
+    peer, data, _, _ = node
+    docs = data.parent / 'docs'
+    (docs / 'garden.txt').write_text('라이언네 마당에는 해바라기와 방울토마토가 자란다.',
+                                     encoding='utf-8')
+    client = DdsTransport('test_reindex')
+    try:
+        ok, message = client.call_trigger('/chat_node/reindex', timeout=60)
+    finally:
+        client.shutdown()
+    assert ok and '1 added' in message
+    peer.take('/robot_reply_sources')
+    reply, _ = ask(peer, '마당에 무엇이 자라?')
+    sources = json.loads(peer.take('/robot_reply_sources')[-1])
+    assert reply and sources[0]['source'] == str(docs / 'garden.txt')
 
 
 def test_bad_input_never_kills_the_node(node):

@@ -45,7 +45,9 @@ class SentenceTransformerEmbedder:
             raise ConfigError(f'cannot load sentence-transformers model {model!r}: {exc}') \
                 from None
         self.name = f'sentence-transformers:{Path(model).name}'
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        dimension = getattr(self._model, 'get_embedding_dimension', None) or \
+            self._model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
         self._query_prefix, self._passage_prefix = query_prefix, passage_prefix
 
     def passages(self, texts: Sequence[str]) -> np.ndarray:

@@ -115,6 +115,7 @@ class LlamaCppBackend:
         self.snapshots = SnapshotCache(snapshot_mb * 2**20) if snapshot_mb > 0 else None
         self._active: Optional[str] = None
         self.switch_ms = 0.0  # cost of the last session switch (save + restore)
+        self.last_switch = 'same'  # same | restored | fresh: what the last reply started from
         self.evaluated = 0  # tokens run through the model since load (prompt and reply)
         self.prompt_evaluated = 0  # prompt tokens the last reply had to evaluate
         evaluate = self._llm.eval
@@ -159,6 +160,7 @@ class LlamaCppBackend:
     def _activate(self, session: Optional[str]) -> None:
         """Make session the owner of the KV cache: save the previous owner's, restore its."""
         if session == self._active:
+            self.last_switch = 'same'
             return
         start = time.perf_counter()
         if self.snapshots is not None and self._active is not None and self._llm.n_tokens:
@@ -166,6 +168,7 @@ class LlamaCppBackend:
         snapshot = self.snapshots.get(session) if self.snapshots and session else None
         if snapshot is not None:
             self._restore(snapshot)
+        self.last_switch = 'restored' if snapshot is not None else 'fresh'
         self._active = session
         self.switch_ms = (time.perf_counter() - start) * 1000
 
@@ -195,21 +198,20 @@ class LlamaCppBackend:
                 self.snapshots.drop(session)
 
     def warm(self, system_prompt: str) -> int:
-        """Evaluate the persona prefix once, so no session's first reply pays for it."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        """Evaluate the persona once, so no session's first reply pays for it.
 
-        template = self._llm.metadata.get('tokenizer.chat_template')
-        if not template:
-            return 0
-        fmt = Jinja2ChatFormatter(template, eos_token='', bos_token='')
-        a, b = (fmt(messages=[{'role': 'system', 'content': system_prompt},
-                              {'role': 'user', 'content': text}]).prompt for text in ('a', 'b'))
-        common = a[:next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)]
-        tokens = self._llm.tokenize(common.encode('utf-8'), add_bos=True, special=True)[:-1]
+        Runs the model's own chat template on [persona, empty user turn] for one token: the
+        next real prompt shares everything up to the user's words and reuses it.
+        """
         with self._lock:
-            self._llm.reset()
-            self._llm.eval(tokens)
-        return len(tokens)
+            start = self.evaluated
+            self._active = None
+            for _ in self._llm.create_chat_completion(
+                    messages=[{'role': 'system', 'content': system_prompt},
+                              {'role': 'user', 'content': ''}],
+                    max_tokens=1, temperature=0.0, stream=True):
+                pass
+            return self.evaluated - start
 
 
 class OpenAIBackend:

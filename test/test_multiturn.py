@@ -1,0 +1,86 @@
+"""Fast multi-turn on the real GGUF: prefix reuse, per-session KV snapshots, warm start."""
+
+import pytest
+
+from kidscare_llm.core import settings
+from kidscare_llm.core.chat import build_engine
+from kidscare_llm.core.llm import KVSnapshot, LlamaCppBackend, SnapshotCache
+
+pytestmark = pytest.mark.slow
+FAST = {'llm.temperature': '0', 'llm.max_tokens': '24', 'model.download': 'false',
+        'rag.enabled': 'false'}
+
+
+def engine_on(data_dir, backend, **overrides):
+    params = settings.load('chat_node', overrides={**FAST, 'data_dir': str(data_dir),
+                                                   **overrides})
+    return build_engine(params, backend=backend)
+
+
+@pytest.fixture
+def fresh_backend(packaged_gguf):
+    """A model of its own, so evaluated-token counts and snapshots belong to this test."""
+    return lambda **kw: LlamaCppBackend(packaged_gguf, n_ctx=4096, **kw)
+
+
+def test_warm_start_and_second_turn_evaluate_only_new_tokens(tmp_path, fresh_backend):
+    backend = fresh_backend()
+    engine = engine_on(tmp_path, backend)
+    assert backend.evaluated > 500  # the persona, evaluated once at start-up
+    first = engine.reply('lion', 'My dog is called Choco.')
+    assert first.prompt_evaluated < 30 < first.prompt_tokens  # persona not paid again
+    second = engine.reply('lion', 'What is my dog called?')
+    new = backend.count_tokens('What is my dog called?')
+    assert second.prompt_tokens > 500
+    # the new turn, the end of the last reply and the template's role markers only
+    assert second.prompt_evaluated <= new + 16
+
+
+def test_switching_sessions_and_back_gives_the_same_continuation(tmp_path, fresh_backend):
+    said = ['My dog is called Choco.', 'Tell me more about my dog.']
+    alone = engine_on(tmp_path / 'alone', fresh_backend())
+    uninterrupted = [alone.reply('a', text).text for text in said]
+
+    backend = fresh_backend()
+    shared = engine_on(tmp_path / 'shared', backend)
+    assert shared.reply('a', said[0]).text == uninterrupted[0]
+    shared.reply('b', 'I like the moon and the stars very much.')
+    assert 'a_0' in backend.snapshots
+    again = shared.reply('a', said[1])
+    assert backend.last_switch == 'restored'
+    assert again.text == uninterrupted[1]
+    assert again.prompt_evaluated <= backend.count_tokens(said[1]) + 16
+    assert backend.switch_ms < 500
+
+    no_snapshots = fresh_backend(snapshot_mb=0)
+    slow = engine_on(tmp_path / 'slow', no_snapshots)
+    slow.reply('a', said[0])
+    slow.reply('b', 'I like the moon and the stars very much.')
+    assert slow.reply('a', said[1]).prompt_evaluated > again.prompt_evaluated + 10
+
+
+def test_trimming_keeps_the_persona_and_drops_the_snapshot(tmp_path, fresh_backend):
+    backend = fresh_backend()
+    engine = engine_on(tmp_path, backend)
+    engine.reply('a', 'Here is a long story about my toys and my garden and my dog.')
+    engine.reply('b', 'Hello there.')
+    assert 'a_0' in backend.snapshots
+    engine.budget = engine._count(engine.system_prompt) + 60  # force a trim on a's next turn
+    reply = engine.reply('a', 'And what do you think about it?')
+    assert reply.dropped_messages > 0
+    assert backend.last_switch == 'fresh'  # the stale snapshot was dropped, not restored
+    assert reply.prompt_tokens <= engine.budget
+
+
+def test_snapshot_cache_evicts_least_recently_used():
+    cache = SnapshotCache(budget_bytes=250)
+    for key in 'abc':
+        cache.put(key, KVSnapshot([1, 2], bytearray(100)))
+    assert 'a' not in cache and len(cache) == 2  # 300 bytes > 250: oldest went
+    cache.get('b')  # b is now the most recently used
+    cache.put('d', KVSnapshot([1], bytearray(100)))
+    assert 'c' not in cache and 'b' in cache and 'd' in cache
+    cache.put('huge', KVSnapshot([1], bytearray(1000)))
+    assert 'huge' not in cache and cache.nbytes <= 250
+    cache.drop('b')
+    assert 'b' not in cache
