@@ -1,14 +1,15 @@
 """Chat node overhead: decode tokens/s and time to first token, node over DDS vs bare llama.cpp.
 
 Both sides run the same GGUF with the same persona prompt, greedy, in the same run and
-interleaved: the bare side calls llama-cpp-python's create_chat_completion in this process;
-the node side publishes on /user_utterance to a `kidscare-llm node` process and times
-the text arriving on /robot_reply_stream (first piece at once, then batched; the decoded
-token count is the bare side's: greedy decoding gives both the same text, which is
-checked). Each prompt starts a fresh session, so both sides see the same messages.
-Last line: one JSON object.
+interleaved (retrieval off: bench/retrieval.py measures it): the bare side calls
+llama-cpp-python's create_chat_completion in this process; the node side publishes on
+/user_utterance to a `kidscare-llm node` process and times the text arriving on
+/robot_reply_stream (first piece at once, then batched; the decoded token count is the bare
+side's: greedy decoding gives both the same text, which is checked). Each prompt starts a
+fresh session, so both sides see the same messages. Last line: one JSON object.
 
   .venv/bin/python bench/engine.py [--model FILE.gguf] [--runs 6] [--max-tokens 128]
+  BENCH_NODE_ARGS='memory.warm_start=false ...' adds node parameters (to compare settings).
 """
 
 import argparse
@@ -28,12 +29,13 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault('CYCLONEDDS_URI', f'file://{ROOT / "test" / "cyclonedds-loopback.xml"}')
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 200)))
 
-from kidscare_llm.core import paths  # noqa: E402
+from kidscare_llm.core import paths, settings  # noqa: E402
 from kidscare_llm.core.models import packaged_model  # noqa: E402
 from kidscare_llm.core.persona import load_persona  # noqa: E402
 from kidscare_llm.transport import MSG_STRING  # noqa: E402
 from kidscare_llm.transport.dds import DdsTransport  # noqa: E402
 
+EXTRA = [a for x in os.environ.get('BENCH_NODE_ARGS', '').split() for a in ('-p', x)]
 PROMPTS = [
     'Tell me a long story about a friendly dinosaur.',
     'Explain how rain is made, step by step.',
@@ -109,14 +111,16 @@ def main():
     ap.add_argument('--max-tokens', type=int, default=128)
     a = ap.parse_args()
     model = Path(a.model) if a.model else packaged_model()
-    system = load_persona(paths.default_persona_dir()).system_prompt()
+    inline = settings.defaults(settings.CHAT_NODE)['persona.inline_informations']
+    system = load_persona(paths.default_persona_dir()).system_prompt(inline)
     threads = os.cpu_count()
 
     data = tempfile.mkdtemp(prefix='bench-engine-')
     env = dict(os.environ, KIDSCARE_DATA_DIR=data)
     node_cmd = [str(Path(sys.executable).parent / 'kidscare-llm'), 'node', '--transport', 'dds',
                 '-p', f'model.path={model}', '-p', 'llm.temperature=0', '-p', 'llm.top_p=1.0',
-                '-p', f'llm.max_tokens={a.max_tokens}', '-p', f'model.n_threads={threads}']
+                '-p', f'llm.max_tokens={a.max_tokens}', '-p', f'model.n_threads={threads}',
+                '-p', 'rag.enabled=false', *EXTRA]  # retrieval: bench/retrieval.py
     log = open(Path(data) / 'node.log', 'wb')
     node = subprocess.Popen(node_cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

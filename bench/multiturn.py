@@ -75,6 +75,7 @@ def run_ours(model, docs, turns, sessions, snapshot_mb, workdir):
         'rag.name': 'bench', 'memory.snapshot_mb': str(snapshot_mb)})
     backend = LlamaCppBackend(model, n_ctx=4096, snapshot_mb=snapshot_mb)
     engine = build_engine(params, backend=backend)
+    engine.warm()
     for source, title, text in docs:
         engine.knowledge.add_text(source, title, text)
     rows = []

@@ -85,8 +85,11 @@ def cmd_chat(args) -> int:
     """Run a terminal conversation through the core engine, printing tokens as they stream."""
     from kidscare_llm.core.chat import build_engine
 
-    engine = build_engine(_load_params(args))
-    user = args.user or settings.defaults(settings.CHAT_NODE)['chat.default_user']
+    params = _load_params(args)
+    engine = build_engine(params)
+    if params['memory.warm_start']:
+        engine.warm()
+    user = args.user or params['chat.default_user']
     print(f'{engine.describe()}\nuser {user}, session {engine.session(user)}; '
           '/reset starts a new session, /user NAME switches user, /quit ends', file=sys.stderr)
     scripted = list(args.message)

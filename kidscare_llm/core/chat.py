@@ -92,9 +92,19 @@ class ChatEngine:
             forget(session_id)
 
     def warm(self) -> int:
-        """Evaluate the persona once at start-up (llama.cpp); return the tokens evaluated."""
+        """Evaluate the persona once at start-up (llama.cpp); return the tokens evaluated.
+
+        Call it on the thread that will generate: llama.cpp's OpenMP keeps a thread team per
+        calling thread, and a second, idle team halves decode speed on a small CPU.
+        """
         warm = getattr(self.backend, 'warm', None)
         return warm(self.system_prompt) if warm is not None else 0
+
+    def checkpoint(self) -> None:
+        """Use idle time to snapshot the current session's KV cache (llama.cpp)."""
+        checkpoint = getattr(self.backend, 'checkpoint', None)
+        if checkpoint is not None:
+            checkpoint()
 
     def reset(self, user: str) -> str:
         """Start a new session for the user; the old one stays in the store."""
@@ -237,10 +247,7 @@ def build_engine(params: Mapping[str, Any], backend=None) -> ChatEngine:
             knowledge.ingest(source_paths(params), progress=True)
         log.info('knowledge base %s: %d chunks (%s)', params['rag.name'], len(knowledge),
                  knowledge.embedder.name)
-    engine = ChatEngine(backend, persona, SessionStore(data_dir / 'sessions.sqlite3'),
-                        sampling, params['chat.max_utterance_chars'],
-                        params['persona.inline_informations'], knowledge, params['rag.top_k'],
-                        params['rag.context_tokens'], source_paths(params))
-    if params['memory.warm_start']:
-        log.info('persona prefix evaluated at start-up: %d tokens', engine.warm())
-    return engine
+    return ChatEngine(backend, persona, SessionStore(data_dir / 'sessions.sqlite3'), sampling,
+                      params['chat.max_utterance_chars'], params['persona.inline_informations'],
+                      knowledge, params['rag.top_k'], params['rag.context_tokens'],
+                      source_paths(params))

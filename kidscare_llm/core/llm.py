@@ -116,6 +116,7 @@ class LlamaCppBackend:
         self._active: Optional[str] = None
         self.switch_ms = 0.0  # cost of the last session switch (save + restore)
         self.last_switch = 'same'  # same | restored | fresh: what the last reply started from
+        self._saved = False  # True while the active session's snapshot matches the KV cache
         self.evaluated = 0  # tokens run through the model since load (prompt and reply)
         self.prompt_evaluated = 0  # prompt tokens the last reply had to evaluate
         evaluate = self._llm.eval
@@ -140,6 +141,7 @@ class LlamaCppBackend:
         """Yield reply pieces; stop at EOS, max_tokens, or the next piece after cancel is set."""
         with self._lock:
             self._activate(session)
+            self._saved = False  # the KV is about to change
             start = self.evaluated
             first = True
             try:
@@ -163,7 +165,8 @@ class LlamaCppBackend:
             self.last_switch = 'same'
             return
         start = time.perf_counter()
-        if self.snapshots is not None and self._active is not None and self._llm.n_tokens:
+        if self.snapshots is not None and self._active is not None and self._llm.n_tokens \
+                and not self._saved:
             self.snapshots.put(self._active, self._save())
         snapshot = self.snapshots.get(session) if self.snapshots and session else None
         if snapshot is not None:
@@ -191,11 +194,21 @@ class LlamaCppBackend:
         llm.n_tokens = n
         llm._requires_eval = True  # logits were not saved: re-run the last token
 
+    def checkpoint(self) -> None:
+        """Snapshot the active session now (call when idle) so a switch need not save it."""
+        with self._lock:
+            if self.snapshots is not None and self._active is not None and \
+                    self._llm.n_tokens and not self._saved:
+                self.snapshots.put(self._active, self._save())
+                self._saved = True
+
     def forget(self, session: str) -> None:
         """Drop a session's snapshot (history trimmed or persona changed)."""
         with self._lock:
             if self.snapshots is not None:
                 self.snapshots.drop(session)
+            if session == self._active:
+                self._saved = False
 
     def warm(self, system_prompt: str) -> int:
         """Evaluate the persona once, so no session's first reply pays for it.

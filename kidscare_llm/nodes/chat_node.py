@@ -33,6 +33,7 @@ class ChatNode:
         params = transport.parameters(CHAT_NODE)
         self.engine = engine_factory(params)
         self.user = params['chat.default_user']
+        self.warm_start = params['memory.warm_start']
         self.cancel = threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, params['chat.queue_size']))
         self.publish_reply = transport.publisher('robot_reply', MSG_STRING)
@@ -88,7 +89,11 @@ class ChatNode:
         return True, self.engine.reindex()
 
     def _work(self) -> None:
+        if self.warm_start:  # on this thread: the one that generates (see ChatEngine.warm)
+            log.info('persona prefix evaluated: %d tokens', self.engine.warm())
         while True:
+            if self._queue.empty():
+                self.engine.checkpoint()  # idle: snapshot now, so a switch will not wait
             item = self._queue.get()
             if item is None:
                 return
