@@ -16,7 +16,6 @@ ROOT = HERE.parent
 # Before any DDS participant exists: loopback only, and a domain no other run is using.
 os.environ['CYCLONEDDS_URI'] = f'file://{HERE / "cyclonedds-loopback.xml"}'
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 200)))
-os.environ['KIDSCARE_TRANSPORT'] = os.environ.get('KIDSCARE_TEST_TRANSPORT', 'dds')
 
 BIN = Path(sys.executable).parent
 

@@ -56,6 +56,11 @@ def test_params_file_layers_under_overrides(tmp_path):
                  '    chat:\n      default_user: mina\n', encoding='utf-8')
     values = settings.load('chat_node', f, {'model.n_ctx': '512'})
     assert values['model.n_ctx'] == 512 and values['chat.default_user'] == 'mina'
+    later = tmp_path / 'later.yaml'  # as ros2 launch passes them: later files win
+    later.write_text('/**:\n  ros__parameters:\n    chat:\n      default_user: lion\n',
+                     encoding='utf-8')
+    values = settings.load('chat_node', [f, later])
+    assert values['model.n_ctx'] == 1024 and values['chat.default_user'] == 'lion'
 
 
 def test_parse_overrides_needs_equals():
@@ -68,8 +73,8 @@ def test_ros_args_as_launch_passes_them():
     argv = ['chat_node', '--ros-args', '-r', '__node:=chat_node', '--params-file', '/p.yaml',
             '-p', 'model.n_ctx:=1024', '-r', 'user_utterance:=/stt/text', '--log-level',
             'chat_node:=debug']
-    params_file, overrides, remaps, level = parse_ros_args(argv)
-    assert params_file == '/p.yaml'
+    params_files, overrides, remaps, level = parse_ros_args(argv)
+    assert params_files == ['/p.yaml']
     assert overrides == {'model.n_ctx': '1024'}
     assert remaps == {'user_utterance': '/stt/text'}
     assert level == 'debug'

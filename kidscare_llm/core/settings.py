@@ -7,7 +7,7 @@ same names from config/kidscare.yaml, and config/kidscare.yaml itself is rendere
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 from kidscare_llm.core.errors import ConfigError
 
@@ -171,12 +171,16 @@ def read_params_file(path: Path, node: str) -> Dict[str, Any]:
     return _flatten(section)
 
 
-def load(node: str, params_file: Optional[Path] = None,
+def load(node: str, params_file: Union[None, Path, Sequence[Path]] = None,
          overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """Return the node's parameters: defaults, then the file, then overrides; names checked."""
+    """Return the node's parameters: defaults, then each file in order, then overrides.
+
+    Every name is checked against the table and every value converted to its type.
+    """
     table = {p.name: p for p in params_for(node)}
     values = defaults(node)
-    layers = [read_params_file(params_file, node) if params_file else {}, dict(overrides or {})]
+    files = [params_file] if isinstance(params_file, (str, Path)) else list(params_file or [])
+    layers = [read_params_file(f, node) for f in files] + [dict(overrides or {})]
     for layer in layers:
         for name, value in layer.items():
             if name not in table:

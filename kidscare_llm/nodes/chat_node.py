@@ -148,6 +148,8 @@ def run(transport_name: Optional[str] = None, args=(), **transport_options) -> i
         return 130
     try:
         transport.spin()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGINT from ros2 launch: a normal stop
+        pass
     finally:
         node.close()
         transport.shutdown()

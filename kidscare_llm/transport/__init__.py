@@ -48,9 +48,9 @@ def create(node_name: str, requested: Optional[str] = None, args: Sequence[str] 
     if name == 'rclpy':
         from kidscare_llm.transport.ros import RclpyTransport
         return RclpyTransport(node_name, params_file, overrides, remaps, args)
-    ros_file, ros_overrides, ros_remaps, log_level = parse_ros_args(args)
+    ros_files, ros_overrides, ros_remaps, log_level = parse_ros_args(args)
     if log_level:
         logging.getLogger('kidscare_llm').setLevel(log_level.upper())
     from kidscare_llm.transport.dds import DdsTransport
-    return DdsTransport(node_name, params_file or ros_file,
+    return DdsTransport(node_name, ros_files + ([params_file] if params_file else []),
                         {**ros_overrides, **(overrides or {})}, {**ros_remaps, **(remaps or {})})

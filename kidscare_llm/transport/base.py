@@ -3,7 +3,7 @@
 from abc import ABC, abstractmethod
 import logging
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from kidscare_llm.core.errors import KidscareError
 
@@ -110,14 +110,16 @@ class Transport(ABC):
         return wrapper
 
 
-def parse_ros_args(argv: Sequence[str]) -> Tuple[Optional[str], Dict[str, str], Dict[str, str],
+def parse_ros_args(argv: Sequence[str]) -> Tuple[List[str], Dict[str, str], Dict[str, str],
                                                  Optional[str]]:
     """Read what the DDS transport honours from ROS arguments (as ros2 launch passes them).
 
-    Returns (params_file, overrides, remaps, log_level) from every --ros-args section:
-    --params-file F, -p name:=value, -r from:=to, --log-level [name:=]LEVEL.
+    Returns (params_files, overrides, remaps, log_level) from every --ros-args section:
+    --params-file F (each one, later files win), -p name:=value, -r from:=to,
+    --log-level [name:=]LEVEL.
     """
-    params_file, log_level = None, None
+    params_files: List[str] = []
+    log_level = None
     overrides: Dict[str, str] = {}
     remaps: Dict[str, str] = {}
     inside = False
@@ -134,7 +136,7 @@ def parse_ros_args(argv: Sequence[str]) -> Tuple[Optional[str], Dict[str, str], 
             value = items[i + 1]
             i += 1
             if arg == '--params-file':
-                params_file = value
+                params_files.append(value)
             elif arg == '--log-level':
                 log_level = value.rpartition(':=')[2]
             else:
@@ -146,4 +148,4 @@ def parse_ros_args(argv: Sequence[str]) -> Tuple[Optional[str], Dict[str, str], 
                 elif not name.startswith('__'):  # __node, __ns: names fixed by the node
                     remaps[name] = val
         i += 1
-    return params_file, overrides, remaps, log_level
+    return params_files, overrides, remaps, log_level

@@ -11,7 +11,7 @@ import random
 import threading
 import time
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from kidscare_llm.core import paths, settings
 from kidscare_llm.transport.base import (MSG_STRING, resolve_name, SRV_TRIGGER, Transport,
@@ -82,12 +82,12 @@ def _dds() -> SimpleNamespace:
 class DdsTransport(Transport):
     """A node's endpoints on one cyclonedds DomainParticipant; callbacks from DDS listeners."""
 
-    def __init__(self, node_name: str, params_file: Optional[Path] = None,
+    def __init__(self, node_name: str, params_files: Sequence[Path] = (),
                  overrides: Optional[Mapping[str, Any]] = None,
                  remaps: Optional[Mapping[str, str]] = None, namespace: str = '/',
                  domain_id: Optional[int] = None):
         super().__init__(node_name)
-        self._params_file = params_file
+        self._params_files = list(params_files)
         self._overrides = dict(overrides or {})
         self._remaps = dict(remaps or {})
         self._namespace = namespace
@@ -154,8 +154,8 @@ class DdsTransport(Transport):
 
     # -- Transport -------------------------------------------------------------------------
     def parameters(self, node: str) -> Dict[str, Any]:
-        """Read parameters from the params file (default: the packaged kidscare.yaml)."""
-        return settings.load(node, self._params_file or paths.default_params_file(),
+        """Read parameters from the params files (default: the packaged kidscare.yaml)."""
+        return settings.load(node, self._params_files or [paths.default_params_file()],
                              self._overrides)
 
     def publisher(self, topic: str, msg_type: str) -> Callable[[Any], None]:
