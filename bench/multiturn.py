@@ -95,9 +95,9 @@ def run_ours(model, docs, turns, sessions, snapshot_mb, workdir):
                      'prompt_tokens': reply.prompt_tokens, 'decode_tps': tps,
                      'passages': len(reply.sources), 'switch_ms': backend.switch_ms,
                      'switch': backend.last_switch})
-    snaps = backend.snapshots
-    size = max((s.nbytes for s in snaps._items.values()), default=0) if snaps else 0
-    tokens = max((len(s.tokens) for s in snaps._items.values()), default=0) if snaps else 0
+    kept = list(backend.snapshots._items.values()) if backend.snapshots is not None else []
+    size = max((s.nbytes for s in kept), default=0)
+    tokens = max((len(s.tokens) for s in kept), default=0)
     return rows, size, tokens
 
 

@@ -84,3 +84,28 @@ def test_snapshot_cache_evicts_least_recently_used():
     assert 'huge' not in cache and cache.nbytes <= 250
     cache.drop('b')
     assert 'b' not in cache
+
+
+def test_snapshots_spill_to_disk_and_come_back(tmp_path):
+    cache = SnapshotCache(budget_bytes=250, folder=tmp_path / 'kv')
+    for key in 'abc':
+        cache.put(key, KVSnapshot([1, 2, 3], bytearray(key.encode() * 100)))
+    assert len(cache) == 2 and 'a' in cache  # in RAM: b, c; on disk: a
+    back = cache.get('a')
+    assert back.tokens == [1, 2, 3] and bytes(back.state) == b'a' * 100
+    assert 'b' in cache and len(list((tmp_path / 'kv').glob('*.kv'))) == 1  # b went to disk
+    cache.drop('b')
+    assert 'b' not in cache and not list((tmp_path / 'kv').glob('*.kv'))
+
+
+def test_spilled_snapshot_restores_the_same_continuation(tmp_path, fresh_backend):
+    said = ['My dog is called Choco.', 'Tell me more about my dog.']
+    alone = engine_on(tmp_path / 'alone', fresh_backend())
+    uninterrupted = [alone.reply('a', text).text for text in said]
+    backend = fresh_backend(snapshot_mb=1, snapshot_dir=tmp_path / 'kv')  # RAM too small
+    shared = engine_on(tmp_path / 'shared', backend)
+    shared.reply('a', said[0])
+    shared.reply('b', 'I like the moon and the stars very much.')
+    assert list((tmp_path / 'kv').glob('*.kv'))  # a's KV went to disk
+    again = shared.reply('a', said[1])
+    assert backend.last_switch == 'restored' and again.text == uninterrupted[1]

@@ -223,8 +223,9 @@ def build_backend(params: Mapping[str, Any], data_dir: Path):
         raise ConfigError(f"llm.backend must be 'llama_cpp' or 'openai', got {backend!r}")
     choice = resolve_model(params['model.path'], params['model.repo'], params['model.file'],
                            params['model.download'], data_dir / 'models')
+    spill = data_dir / 'kv' / choice.path.stem if params['memory.snapshots_on_disk'] else None
     model = LlamaCppBackend(choice.path, params['model.n_ctx'], params['model.n_threads'],
-                            params['model.n_gpu_layers'], params['memory.snapshot_mb'])
+                            params['model.n_gpu_layers'], params['memory.snapshot_mb'], spill)
     log.info('model: %s (%s) from %s', model.describe(), choice.reason, choice.path)
     return model
 

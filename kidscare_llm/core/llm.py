@@ -7,6 +7,7 @@ generated; cancelling stops generation at the next piece.
 from collections import OrderedDict
 import ctypes
 from dataclasses import dataclass
+import hashlib
 import json
 import logging
 import os
@@ -15,6 +16,8 @@ import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 from urllib.parse import urlparse
+
+import numpy as np
 
 from kidscare_llm.core.errors import LLMError, ModelError
 
@@ -46,44 +49,81 @@ class KVSnapshot:
 
 
 class SnapshotCache:
-    """Per-session KV snapshots in RAM under a byte budget, least recently used evicted first."""
+    """Per-session KV snapshots in RAM under a byte budget, least recently used evicted first.
 
-    def __init__(self, budget_bytes: int):
+    With a folder, evicted snapshots go to disk instead of away, and come back on use (they
+    also outlive a restart: a returning child's history need not be re-read).
+    """
+
+    def __init__(self, budget_bytes: int, folder: Optional[Path] = None):
         self.budget_bytes = budget_bytes
+        self.folder = Path(folder) if folder else None
+        if self.folder:
+            self.folder.mkdir(parents=True, exist_ok=True)
         self._items: 'OrderedDict[str, KVSnapshot]' = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._items)
 
     def __contains__(self, key: str) -> bool:
-        return key in self._items
+        return key in self._items or bool(self.folder and self._path(key).exists())
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by all snapshots."""
+        """Bytes held in RAM by all snapshots."""
         return sum(s.nbytes for s in self._items.values())
 
+    def _path(self, key: str) -> Path:
+        return self.folder / f'{hashlib.sha1(key.encode()).hexdigest()[:20]}.kv'
+
+    def _spill(self, key: str, snapshot: KVSnapshot) -> None:
+        if self.folder is None:
+            log.info('KV snapshot of %s evicted (budget %d MB)', key, self.budget_bytes // 2**20)
+            return
+        tokens = np.asarray(snapshot.tokens, dtype=np.int32)
+        tmp = self._path(key).with_suffix('.tmp')
+        with tmp.open('wb') as f:
+            f.write(len(tokens).to_bytes(8, 'little') + tokens.tobytes())
+            f.write(bytes(snapshot.state))
+        tmp.replace(self._path(key))
+
+    def _load(self, key: str) -> Optional[KVSnapshot]:
+        try:
+            data = self._path(key).read_bytes()
+        except OSError:
+            return None
+        n = int.from_bytes(data[:8], 'little')
+        tokens = np.frombuffer(data[8:8 + 4 * n], dtype=np.int32).tolist()
+        state = data[8 + 4 * n:]
+        self._path(key).unlink()
+        return KVSnapshot(tokens, (ctypes.c_uint8 * len(state)).from_buffer_copy(state))
+
     def put(self, key: str, snapshot: KVSnapshot) -> None:
-        """Keep a snapshot, evicting the least recently used ones over the budget."""
+        """Keep a snapshot, evicting (or spilling) the least recently used over the budget."""
         self._items.pop(key, None)
         if snapshot.nbytes > self.budget_bytes:
+            self._spill(key, snapshot)
             return
         self._items[key] = snapshot
         while self.nbytes > self.budget_bytes:
-            evicted, _ = self._items.popitem(last=False)
-            log.info('KV snapshot of %s evicted (budget %d MB)', evicted,
-                     self.budget_bytes // 2**20)
+            self._spill(*self._items.popitem(last=False))
 
     def get(self, key: str) -> Optional[KVSnapshot]:
-        """Return a snapshot (marking it recently used), or None."""
+        """Return a snapshot (marking it recently used), from disk if spilled, or None."""
         snapshot = self._items.get(key)
         if snapshot is not None:
             self._items.move_to_end(key)
+        elif self.folder is not None:
+            snapshot = self._load(key)
+            if snapshot is not None:
+                self.put(key, snapshot)
         return snapshot
 
     def drop(self, key: str) -> None:
         """Forget a session's snapshot (its history was trimmed, or it was reset)."""
         self._items.pop(key, None)
+        if self.folder is not None:
+            self._path(key).unlink(missing_ok=True)
 
 
 class LlamaCppBackend:
@@ -95,7 +135,8 @@ class LlamaCppBackend:
     """
 
     def __init__(self, model_path: Path, n_ctx: int = 4096, n_threads: int = 0,
-                 n_gpu_layers: int = -1, snapshot_mb: int = 256):
+                 n_gpu_layers: int = -1, snapshot_mb: int = 256,
+                 snapshot_dir: Optional[Path] = None):
         import llama_cpp
 
         self._lib = llama_cpp
@@ -112,7 +153,8 @@ class LlamaCppBackend:
         self.model_name = self._llm.metadata.get('general.name') or Path(model_path).stem
         self.chat_format = self._llm.chat_format
         self._lock = threading.Lock()
-        self.snapshots = SnapshotCache(snapshot_mb * 2**20) if snapshot_mb > 0 else None
+        self.snapshots = SnapshotCache(snapshot_mb * 2**20, snapshot_dir) \
+            if snapshot_mb > 0 else None
         self._active: Optional[str] = None
         self.switch_ms = 0.0  # cost of the last session switch (save + restore)
         self.last_switch = 'same'  # same | restored | fresh: what the last reply started from
@@ -168,7 +210,8 @@ class LlamaCppBackend:
         if self.snapshots is not None and self._active is not None and self._llm.n_tokens \
                 and not self._saved:
             self.snapshots.put(self._active, self._save())
-        snapshot = self.snapshots.get(session) if self.snapshots and session else None
+        snapshot = self.snapshots.get(session) \
+            if self.snapshots is not None and session else None
         if snapshot is not None:
             self._restore(snapshot)
         self.last_switch = 'restored' if snapshot is not None else 'fresh'

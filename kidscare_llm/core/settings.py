@@ -88,6 +88,9 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('memory.snapshot_mb', 256,
               'RAM for per-session KV snapshots (llama.cpp): a session that speaks again '
               'resumes without re-reading its history; least recently used evicted; 0: off.'),
+        Param('memory.snapshots_on_disk', False,
+              'Spill evicted KV snapshots to the data dir (kv/) instead of dropping them; '
+              'they also survive a restart.'),
         Param('memory.warm_start', True,
               'Evaluate the persona once at start-up so no first reply pays for it.'),
         Param('chat.default_user', 'default',
