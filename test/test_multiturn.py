@@ -109,3 +109,13 @@ def test_spilled_snapshot_restores_the_same_continuation(tmp_path, fresh_backend
     assert list((tmp_path / 'kv').glob('*.kv'))  # a's KV went to disk
     again = shared.reply('a', said[1])
     assert backend.last_switch == 'restored' and again.text == uninterrupted[1]
+
+
+def test_warm_start_is_restored_from_disk_after_a_restart(tmp_path, fresh_backend):
+    first = fresh_backend(snapshot_dir=tmp_path / 'kv')
+    assert engine_on(tmp_path / 'one', first).warm() > 500
+    restarted = fresh_backend(snapshot_dir=tmp_path / 'kv')
+    engine = engine_on(tmp_path / 'two', restarted)
+    assert engine.warm() == 0 and restarted.evaluated == 0  # restored, nothing evaluated
+    reply = engine.reply('lion', 'My dog is called Choco.')
+    assert reply.text and reply.prompt_evaluated < 30 < reply.prompt_tokens

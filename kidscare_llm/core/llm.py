@@ -80,6 +80,10 @@ class SnapshotCache:
         if self.folder is None:
             log.info('KV snapshot of %s evicted (budget %d MB)', key, self.budget_bytes // 2**20)
             return
+        self.write(key, snapshot)
+
+    def write(self, key: str, snapshot: KVSnapshot) -> None:
+        """Write a snapshot to the folder (atomically)."""
         tokens = np.asarray(snapshot.tokens, dtype=np.int32)
         tmp = self._path(key).with_suffix('.tmp')
         with tmp.open('wb') as f:
@@ -87,16 +91,22 @@ class SnapshotCache:
             f.write(bytes(snapshot.state))
         tmp.replace(self._path(key))
 
-    def _load(self, key: str) -> Optional[KVSnapshot]:
+    def read(self, key: str) -> Optional[KVSnapshot]:
+        """Read a snapshot from the folder, or None."""
         try:
             data = self._path(key).read_bytes()
-        except OSError:
+        except (OSError, TypeError):
             return None
         n = int.from_bytes(data[:8], 'little')
         tokens = np.frombuffer(data[8:8 + 4 * n], dtype=np.int32).tolist()
         state = data[8 + 4 * n:]
-        self._path(key).unlink()
         return KVSnapshot(tokens, (ctypes.c_uint8 * len(state)).from_buffer_copy(state))
+
+    def _load(self, key: str) -> Optional[KVSnapshot]:
+        snapshot = self.read(key)
+        if snapshot is not None:
+            self._path(key).unlink()  # RAM holds it now
+        return snapshot
 
     def put(self, key: str, snapshot: KVSnapshot) -> None:
         """Keep a snapshot, evicting (or spilling) the least recently used over the budget."""
@@ -257,16 +267,26 @@ class LlamaCppBackend:
         """Evaluate the persona once, so no session's first reply pays for it.
 
         Runs the model's own chat template on [persona, empty user turn] for one token: the
-        next real prompt shares everything up to the user's words and reuses it.
+        next real prompt shares everything up to the user's words and reuses it. With
+        snapshots on disk the result is saved there, and a restart restores it instead.
+        Returns the tokens evaluated (0 when restored).
         """
+        spill = self.snapshots is not None and self.snapshots.folder is not None
+        key = 'warm:' + hashlib.sha1(system_prompt.encode('utf-8')).hexdigest()
         with self._lock:
+            self._active, self._saved = None, False
+            saved = self.snapshots.read(key) if spill else None
+            if saved is not None:
+                self._restore(saved)
+                return 0
             start = self.evaluated
-            self._active = None
             for _ in self._llm.create_chat_completion(
                     messages=[{'role': 'system', 'content': system_prompt},
                               {'role': 'user', 'content': ''}],
                     max_tokens=1, temperature=0.0, stream=True):
                 pass
+            if spill:
+                self.snapshots.write(key, self._save())
             return self.evaluated - start
 
 

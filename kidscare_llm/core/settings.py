@@ -92,7 +92,8 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
               'Spill evicted KV snapshots to the data dir (kv/) instead of dropping them; '
               'they also survive a restart.'),
         Param('memory.warm_start', True,
-              'Evaluate the persona once at start-up so no first reply pays for it.'),
+              'Evaluate the persona once at start-up so no first reply pays for it (with '
+              'memory.snapshots_on_disk: saved, and restored after a restart).'),
         Param('chat.default_user', 'default',
               'User id whose session is active until ~/session names another.'),
         Param('chat.max_utterance_chars', 1000,
