@@ -119,3 +119,22 @@ def test_warm_start_is_restored_from_disk_after_a_restart(tmp_path, fresh_backen
     assert engine.warm() == 0 and restarted.evaluated == 0  # restored, nothing evaluated
     reply = engine.reply('lion', 'My dog is called Choco.')
     assert reply.text and reply.prompt_evaluated < 30 < reply.prompt_tokens
+
+
+def test_summarize_folds_dropped_turns_into_the_session_memory(tmp_path, real_backend):
+    from test_engine_real import Recording
+    spy = Recording(real_backend)
+    engine = engine_on(tmp_path, spy, **{'memory.summarize': 'true'})
+    engine.budget = engine._count(engine.system_prompt) + 260  # summary (<= 96) + a few turns
+    said = ['My dog is called Choco and he is brown.', 'I like dinosaurs a lot.',
+            'My sister is called Haneul.', 'We went to the park today.',
+            'I had strawberries for lunch.'] * 4
+    for text in said:
+        if engine.reply('lion', text).dropped_messages:
+            break
+    reply = engine.reply('lion', 'What is my dog called?')
+    summary = engine.store.summary(reply.session_id)
+    assert summary  # the model wrote one
+    system = spy.prompts[-1][0]['content']
+    assert system.startswith(engine.system_prompt) and summary in system
+    assert reply.prompt_tokens <= engine.budget

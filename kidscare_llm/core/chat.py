@@ -19,6 +19,10 @@ from kidscare_llm.core.sessions import SessionStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
+SUMMARY_HEADER = '지난 대화 요약:'
+SUMMARY_INSTRUCTION = ('다음 대화를 세 문장 이내로 요약해. 아이의 이름, 좋아하는 것, 약속, 중요한 '
+                       '사실만 남겨.')
+
 # What the robot says when it cannot answer normally: short, warm, spoken Korean.
 SPOKEN = {
     'too_long': '말이 너무 길어서 다 듣지 못했어. 조금 짧게 다시 말해 줄래?',
@@ -61,8 +65,9 @@ class ChatEngine:
     def __init__(self, backend, persona: Persona, store: SessionStore, sampling: Sampling,
                  max_utterance_chars: int = 1000, inline_informations: bool = True,
                  knowledge=None, top_k: int = 3, context_tokens: int = 600,
-                 sources: Sequence[Path] = ()):
+                 sources: Sequence[Path] = (), summarize: bool = False):
         self.backend = backend
+        self.summarize = summarize
         self.store = store
         self.knowledge = knowledge
         self.top_k, self.context_tokens = top_k, context_tokens
@@ -131,14 +136,20 @@ class ChatEngine:
         retrieved = self._retrieve(text)
         if retrieved.passages:  # passages ride in the newest user turn, never the system prompt
             history[-1] = StoredMessage(message_id, 'user', retrieved.message)
-        plan = plan_prompt(self.system_prompt, history, self._count, self.budget)
+        system = self._system(session_id)
+        plan = plan_prompt(system, history, self._count, self.budget)
         if plan.dropped:
             self.store.set_window_start(session_id, plan.window_start)
             self._forget(session_id)  # its KV snapshot no longer matches the prompt
             log.info('session %s: dropped the %d oldest messages to stay within n_ctx=%d',
                      session_id, plan.dropped, self.backend.n_ctx)
+        dropped = plan.dropped
+        if dropped and self.summarize:  # the persona grows by the summary: plan once more
+            self._summarize(session_id, history[:dropped])
+            plan = plan_prompt(self._system(session_id), history[dropped:], self._count,
+                               self.budget)
         reply = Reply('', session_id, prompt_tokens=plan.prompt_tokens,
-                      dropped_messages=plan.dropped,
+                      dropped_messages=dropped,
                       sources=[p.citation() for p in retrieved.passages])
         chunker = SentenceChunker()
         parts: List[str] = []
@@ -171,6 +182,30 @@ class ChatEngine:
             self.store.add(session_id, 'assistant', raw, reply.interrupted)
         reply.prompt_evaluated = getattr(self.backend, 'prompt_evaluated', None)
         return reply
+
+    def _system(self, session_id: str) -> str:
+        """Return the persona, then (memory.summarize) what the dropped turns said."""
+        summary = self.store.summary(session_id) if self.summarize else ''
+        return f'{self.system_prompt}\n\n{SUMMARY_HEADER}\n{summary}' if summary else \
+            self.system_prompt
+
+    def _summarize(self, session_id: str, dropped: Sequence[StoredMessage]) -> None:
+        """Fold the dropped turns into the session's summary with the model itself."""
+        lines = [f'{"아이" if m.role == "user" else "로봇"}: {m.content.strip()}' for m in dropped]
+        previous = self.store.summary(session_id)
+        conversation = '\n'.join(([previous] if previous else []) + lines)
+        prompt = [{'role': 'system', 'content': SUMMARY_INSTRUCTION},
+                  {'role': 'user', 'content': conversation}]
+        try:
+            text = ''.join(self.backend.stream(prompt, Sampling(0.0, 1.0, 96))).strip()
+        except LLMError as exc:
+            log.error('session %s: summary failed, dropped turns are forgotten: %s',
+                      session_id, exc)
+            return
+        if text:
+            self.store.set_summary(session_id, text)
+            log.info('session %s: %d dropped messages summarised in %d tokens', session_id,
+                     len(dropped), self._count(text))
 
     def _retrieve(self, text: str) -> Retrieved:
         if self.knowledge is None:
@@ -251,4 +286,4 @@ def build_engine(params: Mapping[str, Any], backend=None) -> ChatEngine:
     return ChatEngine(backend, persona, SessionStore(data_dir / 'sessions.sqlite3'), sampling,
                       params['chat.max_utterance_chars'], params['persona.inline_informations'],
                       knowledge, params['rag.top_k'], params['rag.context_tokens'],
-                      source_paths(params))
+                      source_paths(params), params['memory.summarize'])

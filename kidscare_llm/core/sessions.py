@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     user TEXT NOT NULL,
     seq INTEGER NOT NULL,
     created REAL NOT NULL,
-    window_start INTEGER NOT NULL DEFAULT 0
+    window_start INTEGER NOT NULL DEFAULT 0,
+    summary TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user, seq);
 CREATE TABLE IF NOT EXISTS messages (
@@ -56,6 +57,10 @@ class SessionStore:
             self._db.execute('PRAGMA journal_mode=WAL')
             self._db.execute('PRAGMA synchronous=FULL')
             self._db.executescript(SCHEMA)
+            columns = {r[1] for r in self._db.execute('PRAGMA table_info(sessions)')}
+            if 'summary' not in columns:  # a database from before memory.summarize
+                self._db.execute('ALTER TABLE sessions ADD COLUMN summary TEXT NOT NULL '
+                                 "DEFAULT ''")
 
     def close(self) -> None:
         """Close the database."""
@@ -108,6 +113,19 @@ class SessionStore:
         with self._lock:
             self._db.execute('UPDATE sessions SET window_start = ? WHERE id = ?',
                              (message_id, session_id))
+
+    def summary(self, session_id: str) -> str:
+        """Return the summary of the messages that left the session's window ('' if none)."""
+        with self._lock:
+            row = self._db.execute('SELECT summary FROM sessions WHERE id = ?',
+                                   (session_id,)).fetchone()
+        return row[0] if row else ''
+
+    def set_summary(self, session_id: str, summary: str) -> None:
+        """Store the summary of the messages before the window start."""
+        with self._lock:
+            self._db.execute('UPDATE sessions SET summary = ? WHERE id = ?',
+                             (summary, session_id))
 
     def sessions(self, user: Optional[str] = None) -> List[str]:
         """List session ids, oldest first, optionally of one user."""

@@ -91,6 +91,9 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('memory.snapshots_on_disk', False,
               'Spill evicted KV snapshots to the data dir (kv/) instead of dropping them; '
               'they also survive a restart.'),
+        Param('memory.summarize', False,
+              'When old turns leave the context, summarise them with the model into the '
+              "session's memory (after the persona) instead of forgetting them."),
         Param('memory.warm_start', True,
               'Evaluate the persona once at start-up so no first reply pays for it (with '
               'memory.snapshots_on_disk: saved, and restored after a restart).'),
