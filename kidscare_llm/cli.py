@@ -89,6 +89,7 @@ def cmd_chat(args) -> int:
     engine = build_engine(params)
     if params['memory.warm_start']:
         engine.warm()
+    logging.getLogger('kidscare_llm').setLevel(logging.WARNING)  # keep the conversation clean
     user = args.user or params['chat.default_user']
     print(f'{engine.describe()}\nuser {user}, session {engine.session(user)}; '
           '/reset starts a new session, /user NAME switches user, /quit ends', file=sys.stderr)
