@@ -217,9 +217,7 @@ class LlamaCppBackend:
             self.last_switch = 'same'
             return
         start = time.perf_counter()
-        if self.snapshots is not None and self._active is not None and self._llm.n_tokens \
-                and not self._saved:
-            self.snapshots.put(self._active, self._save())
+        self._save_active()
         snapshot = self.snapshots.get(session) \
             if self.snapshots is not None and session else None
         if snapshot is not None:
@@ -227,6 +225,13 @@ class LlamaCppBackend:
         self.last_switch = 'restored' if snapshot is not None else 'fresh'
         self._active = session
         self.switch_ms = (time.perf_counter() - start) * 1000
+
+    def _save_active(self) -> None:
+        """Snapshot the session owning the KV cache, unless its snapshot is already current."""
+        if self.snapshots is not None and self._active is not None and self._llm.n_tokens \
+                and not self._saved:
+            self.snapshots.put(self._active, self._save())
+            self._saved = True
 
     def _save(self) -> KVSnapshot:
         ctx = self._llm._ctx.ctx
@@ -250,10 +255,7 @@ class LlamaCppBackend:
     def checkpoint(self) -> None:
         """Snapshot the active session now (call when idle) so a switch need not save it."""
         with self._lock:
-            if self.snapshots is not None and self._active is not None and \
-                    self._llm.n_tokens and not self._saved:
-                self.snapshots.put(self._active, self._save())
-                self._saved = True
+            self._save_active()
 
     def forget(self, session: str) -> None:
         """Drop a session's snapshot (history trimmed or persona changed)."""
