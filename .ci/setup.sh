@@ -23,8 +23,11 @@ for arg in "$@"; do
 done
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# 1. Debian packages: a compiler and CMake for llama.cpp, venv support.
-packages=(build-essential cmake git python3-venv python3-dev)
+# 1. Debian packages: a compiler and CMake for llama.cpp, venv support; espeak-ng (the offline
+#    Korean voice) and PortAudio for voice; a Korean font and Qt's runtime libraries for the
+#    chat window.
+packages=(build-essential cmake git python3-venv python3-dev espeak-ng libportaudio2
+          fonts-nanum libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ] && [ $apt = 1 ]; then

@@ -14,11 +14,12 @@ from types import SimpleNamespace
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from kidscare_llm.core import paths, settings
-from kidscare_llm.transport.base import (MSG_STRING, resolve_name, SRV_TRIGGER, Transport,
-                                         TransportError, TriggerHandler, wait_until)
+from kidscare_llm.transport.base import (MSG_BOOL, MSG_STRING, resolve_name, SRV_TRIGGER,
+                                         Transport, TransportError, TriggerHandler, wait_until)
 
 TYPE_HASH = {
     MSG_STRING: 'RIHS01_df668c740482bbd48fb39d76a70dfd4bd59db1288021743503259e948f6b1a18',
+    MSG_BOOL: 'RIHS01_feb91e995ff9ebd09c0cb3d2aed18b11077585839fb5db80193b62d74528f6c9',
     SRV_TRIGGER + '_Request':
         'RIHS01_d010825374ce8918e72bfd826c82603e60f45419e932ea976f807b74a863a199',
     SRV_TRIGGER + '_Response':
@@ -61,6 +62,10 @@ def _dds() -> SimpleNamespace:
                 return sample
 
     @dataclass
+    class Bool_(IdlStruct, typename='std_msgs::msg::dds_::Bool_'):
+        data: bool
+
+    @dataclass
     class Trigger_Request_(IdlStruct, typename='std_srvs::srv::dds_::Trigger_Request_'):
         client_guid: types.uint64
         sequence_number: types.int64
@@ -74,7 +79,8 @@ def _dds() -> SimpleNamespace:
         message: str = ''
 
     _DDS = SimpleNamespace(core=core, domain=domain, pub=pub, sub=sub, topic=topic, util=util,
-                           types={MSG_STRING: String_, SRV_TRIGGER + '_Request': Trigger_Request_,
+                           types={MSG_STRING: String_, MSG_BOOL: Bool_,
+                                  SRV_TRIGGER + '_Request': Trigger_Request_,
                                   SRV_TRIGGER + '_Response': Trigger_Response_})
     return _DDS
 
@@ -166,7 +172,7 @@ class DdsTransport(Transport):
         return lambda value: writer.write(cls(data=value))
 
     def subscribe(self, topic: str, msg_type: str, callback: Callable[[Any], None]) -> None:
-        """Call callback(str) for each String on rt/<topic>."""
+        """Call callback(value) for each message (String: str, Bool: bool) on rt/<topic>."""
         self._check_type(msg_type)
         name = self.resolve(topic)
         cb = self.safe(f'subscription {name}', callback)
