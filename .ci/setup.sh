@@ -5,6 +5,7 @@
 #   bash .ci/setup.sh            CPU build
 #   bash .ci/setup.sh --cuda     CUDA build (RTX 3060, Jetson with JetPack; needs nvcc)
 #   bash .ci/setup.sh --no-apt   skip apt-get (you installed the packages yourself)
+#   bash .ci/setup.sh --no-model skip the Korean 8B GGUF download (done when the hub answers)
 #
 # Environment: PYTHON (default python3), KIDSCARE_CACHE_DIR (default ~/.cache/kidscare_llm),
 # CMAKE_ARGS (extra llama.cpp CMake flags), CUDACXX (nvcc path on Jetson).
@@ -13,11 +14,13 @@ cd "$(dirname "$0")/.."
 
 flavor=cpu
 apt=1
+model=1
 for arg in "$@"; do
   case "$arg" in
     --cuda) flavor=cuda ;;
     --no-apt) apt=0 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --no-model) model=0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "setup: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -79,3 +82,13 @@ say "installing pinned requirements"
 "${pip[@]}" --no-deps -e .
 $py -c 'import llama_cpp, cyclonedds, kidscare_llm' \
   && say "ready: .venv/bin/kidscare-llm (llama-cpp-python $version, $flavor)"
+
+# 5. The default chat model, the Korean 8B Q4 GGUF (about 4.9 GB, once), when the hub answers.
+# The node itself never goes online: without this file it runs the packaged SmolLM2 and says so.
+if [ $model = 1 ] && $py -c 'from kidscare_llm.core.models import hub_reachable as h; \
+    exit(0 if h() else 1)' 2>/dev/null; then
+  say "downloading the Korean 8B model (kidscare-llm download-model)"
+  .venv/bin/kidscare-llm download-model || say "model download failed: the packaged model runs"
+else
+  say "Korean 8B model not downloaded (offline or --no-model): the packaged SmolLM2 runs"
+fi

@@ -6,6 +6,7 @@ Commands:
   kidscare-llm say "안녕!"            publish one utterance, print the reply that comes back
   kidscare-llm ingest DOCS...        index documents into the knowledge base (incremental)
   kidscare-llm params --yaml         print every parameter with its default
+  kidscare-llm download-model        fetch the Korean 8B GGUF once (the node never goes online)
 """
 
 import argparse
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument('--delete', action='store_true',
                         help='also drop documents once indexed under these paths that are gone')
     _param_options(ingest)
+
+    fetch = sub.add_parser('download-model',
+                           help='download model.repo/model.file into the data dir once')
+    _param_options(fetch)
 
     params = sub.add_parser('params', help='print the parameters and their defaults')
     fmt = params.add_mutually_exclusive_group()
@@ -190,6 +195,20 @@ def cmd_ingest(args) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_download_model(args) -> int:
+    """Download the configured GGUF (default: the Korean 8B Q4) into the data dir's cache."""
+    from kidscare_llm.core import models, paths
+
+    params = _load_params(args)
+    cache = paths.data_dir(params['data_dir']) / 'models'
+    hit = models.cached_model(params['model.repo'], params['model.file'], cache)
+    if hit is not None:
+        print(f'already downloaded: {hit}')
+        return 0
+    print(models.download_model(params['model.repo'], params['model.file'], cache))
+    return 0
+
+
 def cmd_params(args) -> int:
     """Print the parameters as YAML (the packaged config/kidscare.yaml) or Markdown."""
     if args.markdown:
@@ -200,7 +219,7 @@ def cmd_params(args) -> int:
 
 
 COMMANDS = {'chat': cmd_chat, 'node': cmd_node, 'say': cmd_say, 'ingest': cmd_ingest,
-            'params': cmd_params}
+            'params': cmd_params, 'download-model': cmd_download_model}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

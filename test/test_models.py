@@ -43,4 +43,4 @@ def test_offline_falls_back_to_the_packaged_model_and_says_so(tmp_path, monkeypa
     assert choice.path == packaged_model()
     assert 'offline' in choice.reason and 'weak at Korean' in choice.reason
     choice = resolve_model('', REPO, FILE, False, tmp_path)
-    assert 'model.download is false' in choice.reason
+    assert 'kidscare-llm download-model' in choice.reason

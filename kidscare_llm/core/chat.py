@@ -4,12 +4,14 @@ from dataclasses import dataclass, field
 import functools
 import logging
 from pathlib import Path
+import re
 import threading
 from typing import Any, Callable, List, Mapping, Optional, Sequence
 
 from kidscare_llm.core import paths
 from kidscare_llm.core.chunker import SentenceChunker
-from kidscare_llm.core.errors import ConfigError, EmptyUtterance, LLMError, OversizedUtterance
+from kidscare_llm.core.errors import (ConfigError, EmptyUtterance, InputError, LLMError,
+                                      OversizedUtterance)
 from kidscare_llm.core.llm import LlamaCppBackend, OpenAIBackend, Sampling
 from kidscare_llm.core.models import resolve_model
 from kidscare_llm.core.persona import load_persona, Persona
@@ -48,15 +50,33 @@ class Reply:
     prompt_evaluated: Optional[int] = None  # prompt tokens the model had to run (llama.cpp)
 
 
+# C0/C1 control characters other than tab and newline, and DEL: noise from a serial line or a
+# bad STT; they would reach the prompt and the database otherwise.
+_CONTROL = re.compile('[\x00-\x08\x0b-\x1f\x7f-\x9f]')
+MAX_USER_CHARS = 64
+
+
 def clean_utterance(text: str, max_chars: int) -> str:
-    """Return the utterance stripped; raise EmptyUtterance or OversizedUtterance."""
-    text = (text or '').replace('\x00', '').strip()
+    """Return the utterance stripped of control characters; raise EmptyUtterance or Oversized."""
+    text = _CONTROL.sub('', text or '').strip()
     if not text:
         raise EmptyUtterance('empty utterance')
     if len(text) > max_chars:
         raise OversizedUtterance(f'utterance of {len(text)} characters is over '
                                  f'chat.max_utterance_chars={max_chars}')
     return text
+
+
+def clean_user(user: str) -> str:
+    """Return a user id fit to name a session: no control characters, at most 64 characters.
+
+    Ids are only ever SQL values and hashed file names, so path characters are harmless and
+    kept; an id that is empty once cleaned raises InputError.
+    """
+    cleaned = _CONTROL.sub('', user or '').strip()[:MAX_USER_CHARS]
+    if not cleaned:
+        raise InputError(f'user id {user!r} is empty once control characters are removed')
+    return cleaned
 
 
 class ChatEngine:
@@ -69,6 +89,10 @@ class ChatEngine:
         self.backend = backend
         self.summarize = summarize
         self.store = store
+        recovered = store.recover()
+        if recovered:
+            log.warning('%d turn(s) were cut off by an earlier crash: kept in the database, '
+                        'marked interrupted, left out of the prompt', recovered)
         self.knowledge = knowledge
         self.top_k, self.context_tokens = top_k, context_tokens
         self.knowledge_sources = list(sources)

@@ -288,17 +288,20 @@ class KnowledgeBase:
 
     def _open_collection(self, chroma_url: str):
         import chromadb
+        from chromadb.config import Settings
 
         collection = f'kb-{self.name}'
+        private = Settings(anonymized_telemetry=False)  # a child's robot never reports home
         if chroma_url:
             url = urlparse(chroma_url)
             if not url.hostname:
                 raise ConfigError(f'rag.chroma_url must look like http://host:8000, got '
                                   f'{chroma_url!r}')
+            log.info('knowledge vectors on the Chroma server %s (rag.chroma_url)', chroma_url)
             client = chromadb.HttpClient(host=url.hostname, port=url.port or 8000,
-                                         ssl=url.scheme == 'https')
+                                         ssl=url.scheme == 'https', settings=private)
         else:
-            client = chromadb.PersistentClient(path=str(self.folder / 'chroma'))
+            client = chromadb.PersistentClient(path=str(self.folder / 'chroma'), settings=private)
         # No embedding function: we always pass our own vectors (Chroma's default downloads).
         return client.get_or_create_collection(
             collection, embedding_function=None,

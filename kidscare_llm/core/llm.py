@@ -144,6 +144,8 @@ class LlamaCppBackend:
     each session only ever evaluates its new tokens (prefix matching does the rest).
     """
 
+    kind = 'llama_cpp'
+
     def __init__(self, model_path: Path, n_ctx: int = 4096, n_threads: int = 0,
                  n_gpu_layers: int = -1, snapshot_mb: int = 256,
                  snapshot_dir: Optional[Path] = None):
@@ -294,6 +296,8 @@ class LlamaCppBackend:
 
 class OpenAIBackend:
     """Any OpenAI-compatible chat server (Ollama, llama.cpp server, vLLM), streamed over SSE."""
+
+    kind = 'openai'
 
     def __init__(self, base_url: str, model: str = '', api_key_env: str = 'OPENAI_API_KEY',
                  n_ctx: int = 4096, timeout_s: float = 60.0):

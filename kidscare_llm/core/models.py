@@ -66,7 +66,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _cached(repo: str, filename: str, cache_dir: Path) -> Optional[Path]:
+def cached_model(repo: str, filename: str, cache_dir: Path) -> Optional[Path]:
+    """Return the hub file from the local cache, or None (never touches the network)."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
@@ -75,27 +76,43 @@ def _cached(repo: str, filename: str, cache_dir: Path) -> Optional[Path]:
     return Path(hit) if isinstance(hit, str) else None
 
 
+def download_model(repo: str, filename: str, cache_dir: Path) -> Path:
+    """Download one GGUF from the Hugging Face hub into cache_dir (progress bar); check it.
+
+    The only connection kidscare_llm opens to the internet on its own, and only when asked:
+    `kidscare-llm download-model`, the setup script, or model.download: true.
+    """
+    from huggingface_hub import hf_hub_download
+
+    log.info('downloading %s/%s from the Hugging Face hub into %s', repo, filename, cache_dir)
+    try:
+        got = hf_hub_download(repo, filename, cache_dir=str(cache_dir))  # tqdm bar
+    except Exception as exc:  # network, auth, disk
+        raise ModelError(f'download of {repo}/{filename} failed ({type(exc).__name__}: '
+                         f'{exc})') from None
+    return check_gguf(Path(got))
+
+
 def resolve_model(path: str, repo: str, filename: str, download: bool,
                   cache_dir: Path) -> ModelChoice:
     """Pick the model: model.path, else the cached or downloaded hub file, else the packaged."""
     if path:
         return ModelChoice(check_gguf(Path(path)), 'model.path')
     if repo and filename:
-        hit = _cached(repo, filename, cache_dir)
+        hit = cached_model(repo, filename, cache_dir)
         if hit is not None:
             return ModelChoice(check_gguf(hit), f'{repo} (cached)')
         if download and hub_reachable():
-            from huggingface_hub import hf_hub_download
-            log.info('downloading %s/%s into %s', repo, filename, cache_dir)
             try:
-                got = hf_hub_download(repo, filename, cache_dir=str(cache_dir))  # tqdm bar
-                return ModelChoice(check_gguf(Path(got)), f'{repo} (downloaded)')
-            except Exception as exc:  # network, auth, disk: fall back and say why
-                why = f'download of {repo} failed ({type(exc).__name__}: {exc})'
+                return ModelChoice(download_model(repo, filename, cache_dir),
+                                   f'{repo} (downloaded)')
+            except ModelError as exc:  # network, auth, disk: fall back and say why
+                why = str(exc)
         elif download:
             why = 'offline: the model hub is unreachable'
         else:
-            why = 'model.download is false'
+            why = (f'{repo} is not downloaded yet: run `kidscare-llm download-model` once '
+                   'online (or set model.download: true)')
     else:
         why = 'model.repo/model.file are empty'
     packaged = check_gguf(packaged_model())

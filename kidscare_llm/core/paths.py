@@ -4,6 +4,8 @@ import os
 from pathlib import Path
 import sys
 
+from kidscare_llm.core.errors import ConfigError
+
 PACKAGE = 'kidscare_llm'
 
 
@@ -39,5 +41,12 @@ def data_dir(configured: str = '') -> Path:
     else:
         xdg = os.environ.get('XDG_DATA_HOME') or str(Path.home() / '.local' / 'share')
         path = Path(xdg) / PACKAGE
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / '.writable'
+        probe.write_bytes(b'')
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f'data dir {path} is not writable ({exc.strerror}): set data_dir or '
+                          '$KIDSCARE_DATA_DIR to a writable folder') from None
     return path

@@ -12,6 +12,8 @@ import threading
 import time
 from typing import List, Optional
 
+from kidscare_llm.core.errors import ConfigError
+
 SCHEMA = '''
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -49,12 +51,16 @@ class SessionStore:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False,
-                                   isolation_level=None)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False,
+                                       isolation_level=None)
+            self._db.execute('PRAGMA journal_mode=WAL')
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f'cannot open the session database {self.path}: {exc}; make the '
+                              'data dir writable or set data_dir') from None
         self._lock = threading.Lock()
         with self._lock:
-            self._db.execute('PRAGMA journal_mode=WAL')
             self._db.execute('PRAGMA synchronous=FULL')
             self._db.executescript(SCHEMA)
             columns = {r[1] for r in self._db.execute('PRAGMA table_info(sessions)')}
@@ -95,8 +101,24 @@ class SessionStore:
                 'VALUES (?, ?, ?, ?, ?)', (session_id, role, content, time.time(), interrupted))
             return int(cur.lastrowid)
 
+    def recover(self) -> int:
+        """Mark user turns left without a reply by a killed process as interrupted.
+
+        Call it at start-up, before any reply runs. Such turns stay stored but leave the
+        prompt, so the next prompt alternates user and assistant as chat templates expect.
+        Return how many were marked.
+        """
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE messages SET interrupted = 1 WHERE role = 'user' AND interrupted = 0 "
+                'AND id IN (SELECT MAX(id) FROM messages GROUP BY session_id)')
+            return cur.rowcount
+
     def history(self, session_id: str, all_messages: bool = False) -> List[StoredMessage]:
-        """Return the session's messages in order, from its window start unless all_messages."""
+        """Return the session's messages in order, from its window start unless all_messages.
+
+        User turns that never got a reply (see recover()) are left out unless all_messages.
+        """
         with self._lock:
             start = 0
             if not all_messages:
@@ -106,7 +128,10 @@ class SessionStore:
             rows = self._db.execute(
                 'SELECT id, role, content, interrupted FROM messages WHERE session_id = ? '
                 'AND id >= ? ORDER BY id', (session_id, start)).fetchall()
-        return [StoredMessage(r[0], r[1], r[2], bool(r[3])) for r in rows]
+        messages = [StoredMessage(r[0], r[1], r[2], bool(r[3])) for r in rows]
+        if all_messages:
+            return messages
+        return [m for m in messages if not (m.role == 'user' and m.interrupted)]
 
     def set_window_start(self, session_id: str, message_id: int) -> None:
         """Drop messages before message_id from the prompt window (they stay stored)."""

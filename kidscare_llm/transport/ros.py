@@ -100,6 +100,7 @@ class RclpyTransport(Transport):
                 p.name, p.default, ParameterDescriptor(description=p.description,
                                                        dynamic_typing=True))
             values[p.name] = settings.coerce(p, declared.value)
+            settings.check_limits(p.name, values[p.name])
         return values
 
     def publisher(self, topic: str, msg_type: str) -> Callable[[Any], None]:
