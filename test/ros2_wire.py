@@ -17,6 +17,9 @@ from cyclonedds.util import duration
 
 QOS = Qos(Policy.Reliability.Reliable(duration(seconds=1)), Policy.History.KeepLast(10),
           Policy.Durability.Volatile, Policy.DataRepresentation(use_cdrv0_representation=True))
+# A peer that must not lose anything (floods, counting every answer): ROS 2's KEEP_ALL history.
+QOS_ALL = Qos(Policy.Reliability.Reliable(duration(seconds=10)), Policy.History.KeepAll,
+              Policy.Durability.Volatile, Policy.DataRepresentation(use_cdrv0_representation=True))
 
 
 @dataclass
@@ -36,25 +39,26 @@ class String_(IdlStruct, typename='std_msgs::msg::dds_::String_'):
 class Peer:
     """Writers and readers on ROS 2 topics, by ROS name."""
 
-    def __init__(self, domain_id: int):
+    def __init__(self, domain_id: int, keep_all: bool = False):
         self.dp = DomainParticipant(domain_id)
+        self.qos = QOS_ALL if keep_all else QOS
         self._topics = {}
         self.writers = {}
         self.readers = {}
 
     def _topic(self, name):
         if name not in self._topics:
-            self._topics[name] = Topic(self.dp, 'rt' + name, String_, qos=QOS)
+            self._topics[name] = Topic(self.dp, 'rt' + name, String_, qos=self.qos)
         return self._topics[name]
 
     def writer(self, name):
         if name not in self.writers:
-            self.writers[name] = DataWriter(self.dp, self._topic(name), qos=QOS)
+            self.writers[name] = DataWriter(self.dp, self._topic(name), qos=self.qos)
         return self.writers[name]
 
     def reader(self, name):
         if name not in self.readers:
-            self.readers[name] = DataReader(self.dp, self._topic(name), qos=QOS)
+            self.readers[name] = DataReader(self.dp, self._topic(name), qos=self.qos)
         return self.readers[name]
 
     def wait_matched(self, writes=(), reads=(), timeout=60.0):
@@ -71,7 +75,7 @@ class Peer:
         self.writer(name).write(String_(data=data))
 
     def take(self, name):
-        return [s.data for s in self.reader(name).take(N=100) if s.sample_info.valid_data]
+        return [s.data for s in self.reader(name).take(N=1000) if s.sample_info.valid_data]
 
     def collect_until(self, full, partial_names=(), timeout=60.0):
         """Collect messages on partial_names until one arrives on full; return both."""

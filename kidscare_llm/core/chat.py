@@ -2,10 +2,13 @@
 
 from dataclasses import dataclass, field
 import functools
+import json
 import logging
+import os
 from pathlib import Path
 import re
 import threading
+import time
 from typing import Any, Callable, List, Mapping, Optional, Sequence
 
 from kidscare_llm.core import paths
@@ -67,6 +70,23 @@ def clean_utterance(text: str, max_chars: int) -> str:
     return text
 
 
+class _Either:
+    """Looks like one threading.Event that is set when either of two is (cancel or unsafe)."""
+
+    def __init__(self, first: Optional[threading.Event], second: threading.Event):
+        self._events = [e for e in (first, second) if e is not None]
+
+    def is_set(self) -> bool:
+        """Return True when any of the events is set."""
+        return any(e.is_set() for e in self._events)
+
+
+def _language(text: str) -> str:
+    """Return 'en' for a mostly-Latin utterance, else 'ko' (the safe line's language)."""
+    from kidscare_llm.core.safety import language_of
+    return language_of(text)
+
+
 def clean_user(user: str) -> str:
     """Return a user id fit to name a session: no control characters, at most 64 characters.
 
@@ -85,8 +105,13 @@ class ChatEngine:
     def __init__(self, backend, persona: Persona, store: SessionStore, sampling: Sampling,
                  max_utterance_chars: int = 1000, inline_informations: bool = True,
                  knowledge=None, top_k: int = 3, context_tokens: int = 600,
-                 sources: Sequence[Path] = (), summarize: bool = False):
+                 sources: Sequence[Path] = (), summarize: bool = False, safety=None,
+                 alerts_file: Optional[Path] = None, check_output: bool = True):
         self.backend = backend
+        self.safety = safety  # core.safety.SafetyChecker, or None (safety.enabled: false)
+        self.check_output = check_output
+        self.alerts_file = alerts_file
+        self.on_alert: Optional[Callable[[dict], None]] = None  # the node publishes it
         self.summarize = summarize
         self.store = store
         recovered = store.recover()
@@ -155,6 +180,10 @@ class ChatEngine:
         except OversizedUtterance as exc:
             log.warning('user %s: %s; refused', user, exc)
             return self._canned(session_id, 'too_long', 'refused', on_sentence)
+        if self.safety is not None:  # before retrieval and generation
+            verdict = self.safety.check_input(text)
+            if verdict.flagged:
+                return self._safe_reply(user, session_id, text, verdict, on_sentence)
         message_id = self.store.add(session_id, 'user', text)
         history = self.store.history(session_id)
         retrieved = self._retrieve(text)
@@ -177,15 +206,29 @@ class ChatEngine:
                       sources=[p.citation() for p in retrieved.passages])
         chunker = SentenceChunker()
         parts: List[str] = []
+        unsafe = threading.Event()  # set by the output check: the model stops at once
+        stop = _Either(cancel, unsafe)
 
         def emit(sentences: List[str]) -> None:
             for sentence in sentences:
+                if unsafe.is_set():
+                    return
+                if self.safety is not None and self.check_output:
+                    verdict = self.safety.check_output(sentence)
+                    if verdict.flagged:  # never spoken: replaced, and generation stops
+                        unsafe.set()
+                        log.warning('session %s: unsafe sentence replaced (%s): %.80r',
+                                    session_id, verdict.reason, sentence)
+                        sentence = self.safety.reply_for(verdict, _language(text))
+                        reply.kind = 'safety'
                 reply.sentences.append(sentence)
                 if on_sentence:
                     on_sentence(sentence)
 
         try:
-            for piece in self.backend.stream(plan.messages, self.sampling, cancel, session_id):
+            for piece in self.backend.stream(plan.messages, self.sampling, stop, session_id):
+                if unsafe.is_set():
+                    break
                 parts.append(piece)
                 reply.pieces += 1
                 if on_piece:
@@ -195,9 +238,20 @@ class ChatEngine:
             log.error('session %s: %s', session_id, exc)
             reply.kind = 'error'
         reply.interrupted = bool(cancel is not None and cancel.is_set())
-        emit(chunker.flush())
+        if not reply.interrupted:  # a cut-off fragment is stored, never spoken
+            emit(chunker.flush())
         raw = ''.join(parts)  # stored as generated, so the next prompt matches the KV cache
         reply.text = raw.strip()
+        if self.safety is not None and self.check_output and not unsafe.is_set() and reply.text:
+            verdict = self.safety.check_output(reply.text)  # what no single sentence showed
+            if verdict.flagged:
+                unsafe.set()
+                log.warning('session %s: unsafe reply replaced (%s)', session_id, verdict.reason)
+        if unsafe.is_set():  # store and send what was spoken, not what the model wrote
+            raw = reply.text = ' '.join(reply.sentences) if reply.kind == 'safety' else \
+                self.safety.reply_for(verdict, _language(text))
+            reply.kind = 'safety'
+            self._forget(session_id)  # the KV cache holds the unsafe text
         if not reply.text and not reply.interrupted:
             key = 'error' if reply.kind == 'error' else 'empty'
             raw = reply.text = SPOKEN[key]
@@ -239,6 +293,16 @@ class ChatEngine:
         except Exception as exc:  # a broken index must not silence the robot
             log.error('retrieval failed, answering without passages: %s', exc)
             return Retrieved([], text)
+        if self.safety is not None:  # passages are data: one that gives orders is dropped
+            kept = []
+            for p in passages:
+                verdict = self.safety.check_passage(p.text)
+                if verdict.flagged:
+                    log.warning('dropped passage %s#%s (%s)', p.source, p.position,
+                                verdict.reason)
+                else:
+                    kept.append(p)
+            passages = kept
         if passages:
             log.info('retrieved %s', ', '.join(f'{p.source}#{p.position} ({p.score:.2f})'
                                                for p in passages))
@@ -262,6 +326,44 @@ class ChatEngine:
             self.knowledge.close()
         self.knowledge = self.backend = None
         self.store.close()
+
+    def _safe_reply(self, user: str, session_id: str, text: str, verdict,
+                    on_sentence: Optional[Callable[[str], None]]) -> Reply:
+        """Answer a flagged utterance with the category's safe line; alert if the policy says.
+
+        Both turns are stored (the conversation stays whole); the model never sees the words.
+        """
+        log.warning('user %s: input flagged %s, action %s (%s)', user, verdict.category,
+                    verdict.action, verdict.reason)
+        if verdict.alert:
+            self._alert(user, session_id, text, verdict)
+        line = self.safety.reply_for(verdict, _language(text))
+        self.store.add(session_id, 'user', text)
+        self.store.add(session_id, 'assistant', line)
+        self._forget(session_id)  # the KV snapshot no longer matches the stored history
+        if on_sentence:
+            on_sentence(line)
+        return Reply(line, session_id, kind='safety', sentences=[line])
+
+    def _alert(self, user: str, session_id: str, text: str, verdict) -> None:
+        """Record a caregiver alert (JSON line in the data dir) and hand it to on_alert."""
+        alert = {'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'user': user,
+                 'session': session_id, 'category': verdict.category, 'action': verdict.action,
+                 'utterance': text, 'reason': verdict.reason}
+        if self.alerts_file is not None:
+            try:
+                with open(self.alerts_file, 'a', encoding='utf-8') as out:
+                    out.write(json.dumps(alert, ensure_ascii=False) + '\n')
+                    out.flush()
+                    os.fsync(out.fileno())
+            except OSError as exc:
+                log.error('cannot record the caregiver alert in %s: %s', self.alerts_file, exc)
+        log.warning('caregiver alert: %s', json.dumps(alert, ensure_ascii=False))
+        if self.on_alert is not None:
+            try:
+                self.on_alert(alert)
+            except Exception as exc:  # the child still gets the safe answer
+                log.error('caregiver alert not delivered: %s', exc)
 
     def _canned(self, session_id: str, key: str, kind: str,
                 on_sentence: Optional[Callable[[str], None]]) -> Reply:
@@ -307,7 +409,20 @@ def build_engine(params: Mapping[str, Any], backend=None) -> ChatEngine:
             knowledge.ingest(source_paths(params), progress=True)
         log.info('knowledge base %s: %d chunks (%s)', params['rag.name'], len(knowledge),
                  knowledge.embedder.name)
+    safety = None
+    if params['safety.enabled']:
+        from kidscare_llm.core.safety import SafetyChecker
+
+        config = Path(params['safety.config_dir']) if params['safety.config_dir'] else None
+        safety = SafetyChecker.load(config).warm_up()
+        log.info('child safety: checks on input%s, config %s',
+                 ' and every spoken sentence' if params['safety.check_output'] else '',
+                 config or 'packaged')
+    else:
+        log.warning('child safety is OFF (safety.enabled: false): nothing checks what the '
+                    'child says or what the model answers')
     return ChatEngine(backend, persona, SessionStore(data_dir / 'sessions.sqlite3'), sampling,
                       params['chat.max_utterance_chars'], params['persona.inline_informations'],
                       knowledge, params['rag.top_k'], params['rag.context_tokens'],
-                      source_paths(params), params['memory.summarize'])
+                      source_paths(params), params['memory.summarize'], safety,
+                      data_dir / 'alerts.jsonl', params['safety.check_output'])

@@ -112,6 +112,15 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('chat.stream_interval_ms', 50,
               'Batch /robot_reply_stream pieces: at most one message per this many ms '
               '(the first piece goes at once).'),
+        Param('safety.enabled', True,
+              "Check the child's words before retrieval and generation (config/safety: "
+              'categories, actions, caregiver alerts on /caregiver_alert and alerts.jsonl).'),
+        Param('safety.config_dir', '',
+              'Folder with policy.yaml and one lexicon YAML per category; empty: the packaged '
+              'config/safety.'),
+        Param('safety.check_output', True,
+              'Check every sentence the model writes before it is published or spoken; an '
+              'unsafe one is replaced by a safe line and generation stops.'),
     ),
     STT_NODE: (
         Param('data_dir', '',
@@ -155,7 +164,9 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('tts.espeak_voice', 'ko', 'espeak-ng voice (the only offline Korean voice).'),
         Param('tts.espeak_wpm', 160, 'espeak-ng speaking rate in words per minute.'),
         Param('tts.length_scale', 1.0, 'piper speaking pace (above 1: slower).'),
-        Param('tts.threads', 0, 'CPU threads for piper (onnxruntime); 0: all cores.'),
+        Param('tts.threads', 1,
+              'CPU threads for piper (onnxruntime); 0: all cores. One leaves the other cores '
+              'to the LLM, which is still generating while the first sentences are spoken.'),
         Param('tts.output', 'auto',
               'sound (sound card), wav (files in tts.wav_dir), both, or none; auto: the sound '
               'card when PortAudio sees one, else wav.'),

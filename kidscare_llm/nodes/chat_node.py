@@ -2,7 +2,8 @@
 
 Topics: sub user_utterance, ~/session (user id); pub robot_reply, robot_reply_partial,
 robot_reply_stream (the text as it is generated, batched every chat.stream_interval_ms),
-robot_reply_sources (JSON citations of the passages used, sent just before robot_reply).
+robot_reply_sources (JSON citations of the passages used, sent just before robot_reply),
+caregiver_alert (JSON: time, user, session, category, utterance; crisis, abuse, personal info).
 Services (std_srvs/Trigger): ~/reset_session, ~/cancel, ~/reindex, ~/describe (JSON: model,
 backend, user, session).
 Generation runs on a worker thread; utterances that arrive meanwhile wait in a bounded queue,
@@ -23,7 +24,7 @@ from kidscare_llm.core.chat import build_engine, clean_user, SPOKEN
 from kidscare_llm.core.chunker import PieceBatcher
 from kidscare_llm.core.errors import EmptyUtterance, InputError, KidscareError
 from kidscare_llm.core.settings import CHAT_NODE
-from kidscare_llm.transport import create, MSG_STRING, Transport
+from kidscare_llm.transport import create, KEEP_ALL, MSG_STRING, Transport
 
 log = logging.getLogger('kidscare_llm.chat_node')
 
@@ -42,54 +43,70 @@ class ChatNode:
         self.warm_start = params['memory.warm_start']
         self.cancel = threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, params['chat.queue_size']))
-        self.publish_reply = transport.publisher('robot_reply', MSG_STRING)
-        self.publish_partial = transport.publisher('robot_reply_partial', MSG_STRING)
-        self.publish_sources = transport.publisher('robot_reply_sources', MSG_STRING)
+        # Utterances and answers are never overwritten in a history (KEEP_ALL): a flood slows
+        # its publisher down instead of losing messages; the token stream may drop pieces.
+        self.publish_reply = transport.publisher('robot_reply', MSG_STRING, KEEP_ALL)
+        self.publish_partial = transport.publisher('robot_reply_partial', MSG_STRING, KEEP_ALL)
+        self.publish_sources = transport.publisher('robot_reply_sources', MSG_STRING, KEEP_ALL)
+        publish_alert = transport.publisher('caregiver_alert', MSG_STRING, KEEP_ALL)
+        self.engine.on_alert = lambda alert: publish_alert(json.dumps(alert, ensure_ascii=False))
         self.publish_stream: Optional[Callable[[str], None]] = None
         if params['chat.stream_tokens']:
             self.publish_stream = transport.publisher('robot_reply_stream', MSG_STRING)
         self.stream_interval_s = params['chat.stream_interval_ms'] / 1000.0
-        transport.subscribe('user_utterance', MSG_STRING, self.on_utterance)
+        transport.subscribe('user_utterance', MSG_STRING, self.on_utterance, KEEP_ALL)
         transport.subscribe('~/session', MSG_STRING, self.on_session)
         transport.serve_trigger('~/reset_session', self.on_reset)
         transport.serve_trigger('~/cancel', self.on_cancel)
         transport.serve_trigger('~/reindex', self.on_reindex)
         transport.serve_trigger('~/describe', self.on_describe)
-        self._busy_lock = threading.Lock()
-        self._busy_count = 0
-        self._busy_logged = self._busy_spoken = float('-inf')
+        self._busy = threading.Condition()
+        self._busy_owed, self._busy_latest, self._closing = 0, '', False
+        self._busy_thread = threading.Thread(target=self.safe_busy, name='chat-busy', daemon=True)
+        self._busy_thread.start()
         self._worker = threading.Thread(target=self._work, name='chat-worker', daemon=True)
         self._worker.start()
         log.info('chat node ready: %s; user %s in session %s', self.engine.describe(), self.user,
                  self.engine.session(self.user))
 
     def on_utterance(self, text: str) -> None:
-        """Queue an utterance for the current user; answer 'busy' when the queue is full."""
+        """Queue an utterance for the current user; owe it a 'busy' answer when the queue is full.
+
+        Nothing is published here: on DDS this runs on the receive thread, which must stay free
+        to process the acknowledgements a reliable write may wait for.
+        """
         if not text.strip():
             log.info('ignored an empty utterance')
             return
         try:
             self._queue.put_nowait((self.user, text))
         except queue.Full:
-            self._answer_busy(text)
+            with self._busy:
+                self._busy_owed += 1
+                self._busy_latest = text
+                self._busy.notify()
 
-    def _answer_busy(self, text: str) -> None:
-        """Answer busy on robot_reply; speak it and log it at a bounded rate."""
-        now = time.monotonic()
-        with self._busy_lock:
-            self._busy_count += 1
-            speak = now - self._busy_spoken >= BUSY_SPOKEN_EVERY_S
-            if speak:
-                self._busy_spoken = now
-            count = 0
-            if now - self._busy_logged >= BUSY_LOG_EVERY_S:
-                self._busy_logged, count, self._busy_count = now, self._busy_count, 0
-        if count:
-            log.warning('queue full (%d waiting): answered busy to %d utterance(s), latest '
-                        '%.40r', self._queue.qsize(), count, text)
-        if speak:
-            self.publish_partial(SPOKEN['busy'])
-        self.publish_reply(SPOKEN['busy'])
+    def _answer_busy(self) -> None:
+        """Publish the owed 'busy' answers on robot_reply; speak and log them at a bounded rate."""
+        spoken = logged = float('-inf')
+        unlogged = 0
+        while True:
+            with self._busy:
+                self._busy.wait_for(lambda: self._busy_owed or self._closing)
+                if self._closing:
+                    return
+                owed, self._busy_owed, latest = self._busy_owed, 0, self._busy_latest
+            now = time.monotonic()
+            unlogged += owed
+            if now - logged >= BUSY_LOG_EVERY_S:
+                log.warning('queue full (%d waiting): answered busy to %d utterance(s), latest '
+                            '%.40r', self._queue.qsize(), unlogged, latest)
+                logged, unlogged = now, 0
+            if now - spoken >= BUSY_SPOKEN_EVERY_S:
+                spoken = now
+                self.publish_partial(SPOKEN['busy'])
+            for _ in range(owed):
+                self.publish_reply(SPOKEN['busy'])
 
     def on_session(self, user: str) -> None:
         """Switch the current speaker; each user keeps their own history."""
@@ -152,8 +169,20 @@ class ChatNode:
             finally:
                 self._queue.task_done()
 
+    def safe_busy(self) -> None:
+        """Run _answer_busy until close(), restarting it (logged) if a publish fails."""
+        while not self._closing:
+            try:
+                self._answer_busy()
+            except Exception as exc:  # a failed write must not end the busy answers
+                log.error('busy answer failed: %s', exc)
+                time.sleep(0.1)
+
     def close(self) -> None:
         """Stop the worker after the current reply."""
+        with self._busy:
+            self._closing = True
+            self._busy.notify()
         self.cancel.set()
         self._queue.put(None)
         self._worker.join(timeout=5.0)

@@ -10,6 +10,10 @@ from kidscare_llm.core.errors import KidscareError
 MSG_STRING = 'std_msgs/msg/String'
 MSG_BOOL = 'std_msgs/msg/Bool'
 SRV_TRIGGER = 'std_srvs/srv/Trigger'
+# History depth of a topic, as ROS 2's default profile; KEEP_ALL (None) never overwrites an
+# unread message: a reader that falls behind slows the writer down instead of losing data.
+DEPTH = 10
+KEEP_ALL = None
 
 # A Trigger handler takes nothing and returns (success, message).
 TriggerHandler = Callable[[], Tuple[bool, str]]
@@ -57,11 +61,16 @@ class Transport(ABC):
         """Declare the node's parameters as core/settings.py lists them; return their values."""
 
     @abstractmethod
-    def publisher(self, topic: str, msg_type: str) -> Callable[[Any], None]:
-        """Return a function that publishes one value (str for String, bool for Bool)."""
+    def publisher(self, topic: str, msg_type: str,
+                  depth: Optional[int] = DEPTH) -> Callable[[Any], None]:
+        """Return a function that publishes one value (str for String, bool for Bool).
+
+        Reliable delivery; depth is the history kept (KEEP_ALL: every message until acked).
+        """
 
     @abstractmethod
-    def subscribe(self, topic: str, msg_type: str, callback: Callable[[Any], None]) -> None:
+    def subscribe(self, topic: str, msg_type: str, callback: Callable[[Any], None],
+                  depth: Optional[int] = DEPTH) -> None:
         """Call callback(value) for each message; str values have invalid UTF-8 replaced."""
 
     @abstractmethod

@@ -5,8 +5,10 @@ sequence_number) header; data representation XCDR1; Jazzy's typehash in USER_DAT
 against rclpy with rmw_cyclonedds_cpp in both directions (see ../shared/DESIGN.md).
 """
 
+from collections import OrderedDict
 import os
 from pathlib import Path
+import queue
 import random
 import threading
 import time
@@ -14,8 +16,9 @@ from types import SimpleNamespace
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from kidscare_llm.core import paths, settings
-from kidscare_llm.transport.base import (MSG_BOOL, MSG_STRING, resolve_name, SRV_TRIGGER,
-                                         Transport, TransportError, TriggerHandler, wait_until)
+from kidscare_llm.transport.base import (DEPTH, KEEP_ALL, MSG_BOOL, MSG_STRING, resolve_name,
+                                         SRV_TRIGGER, Transport, TransportError, TriggerHandler,
+                                         wait_until)
 
 TYPE_HASH = {
     MSG_STRING: 'RIHS01_df668c740482bbd48fb39d76a70dfd4bd59db1288021743503259e948f6b1a18',
@@ -35,6 +38,8 @@ def _string_payload(data: bytes) -> str:
 
 
 _DDS: Optional[SimpleNamespace] = None
+KEEP_ALL_PATIENCE_S = 60.0
+RESEND_S = 3.0  # a service request without a reply is sent again after this long
 
 
 def _dds() -> SimpleNamespace:
@@ -112,16 +117,19 @@ class DdsTransport(Transport):
         self._subscribed: Dict[str, Any] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._services: Optional[queue.Queue] = None
 
     # -- names and QoS -------------------------------------------------------------------
     def resolve(self, name: str) -> str:
         """Resolve a ROS name for this node (private '~/', relative, remapped)."""
         return resolve_name(name, self.node_name, self._namespace, self._remaps)
 
-    def _qos(self, type_key: Optional[str] = None):
+    def _qos(self, type_key: Optional[str] = None, depth: Optional[int] = DEPTH):
         core, util = self._m.core, self._m.util
+        history = core.Policy.History.KeepAll if depth is KEEP_ALL else \
+            core.Policy.History.KeepLast(depth)
         policies = [core.Policy.Reliability.Reliable(util.duration(seconds=1)),
-                    core.Policy.History.KeepLast(10), core.Policy.Durability.Volatile,
+                    history, core.Policy.Durability.Volatile,
                     core.Policy.DataRepresentation(use_cdrv0_representation=True)]
         if type_key:
             policies.append(core.Policy.Userdata(f'typehash={TYPE_HASH[type_key]};'.encode()))
@@ -135,16 +143,17 @@ class DdsTransport(Transport):
                                                         self._m.types[type_key], qos=self._qos())
             return self._topics[key]
 
-    def _writer(self, dds_name: str, type_key: str):
+    def _writer(self, dds_name: str, type_key: str, depth: Optional[int] = DEPTH):
         key = (dds_name, type_key)
         topic = self._topic(dds_name, type_key)
         with self._lock:
             if key not in self._writers:
                 self._writers[key] = self._m.pub.DataWriter(self._dp, topic,
-                                                            qos=self._qos(type_key))
+                                                            qos=self._qos(type_key, depth))
             return self._writers[key]
 
-    def _reader(self, dds_name: str, type_key: str, on_sample: Optional[Callable] = None):
+    def _reader(self, dds_name: str, type_key: str, on_sample: Optional[Callable] = None,
+                depth: Optional[int] = DEPTH):
         topic = self._topic(dds_name, type_key)
         listener = None
         if on_sample is not None:
@@ -153,7 +162,7 @@ class DdsTransport(Transport):
                     if sample.sample_info.valid_data:  # not a writer-gone notice
                         on_sample(sample)
             listener = self._m.core.Listener(on_data_available=on_data_available)
-        reader = self._m.sub.DataReader(self._dp, topic, qos=self._qos(type_key),
+        reader = self._m.sub.DataReader(self._dp, topic, qos=self._qos(type_key, depth),
                                         listener=listener)
         self._entities.append((reader, listener))
         return reader
@@ -164,14 +173,32 @@ class DdsTransport(Transport):
         return settings.load(node, self._params_files or [paths.default_params_file()],
                              self._overrides)
 
-    def publisher(self, topic: str, msg_type: str) -> Callable[[Any], None]:
+    def publisher(self, topic: str, msg_type: str,
+                  depth: Optional[int] = DEPTH) -> Callable[[Any], None]:
         """Return a function that writes one value on rt/<topic>."""
         self._check_type(msg_type)
-        writer = self._writer('rt' + self.resolve(topic), msg_type)
+        name = self.resolve(topic)
+        writer = self._writer('rt' + name, msg_type, depth)
         cls = self._m.types[msg_type]
-        return lambda value: writer.write(cls(data=value))
+        if depth is not KEEP_ALL:
+            return lambda value: writer.write(cls(data=value))
 
-    def subscribe(self, topic: str, msg_type: str, callback: Callable[[Any], None]) -> None:
+        def write_all(value) -> None:
+            # A KEEP_ALL write waits for a slow reader's acknowledgements; on a busy CPU that can
+            # take longer than one blocking period: wait again rather than lose the message.
+            deadline = time.monotonic() + KEEP_ALL_PATIENCE_S
+            while True:
+                try:
+                    return writer.write(cls(data=value))
+                except self._m.core.DDSException as exc:
+                    if 'TIMEOUT' not in str(exc) or self._stop.is_set() or \
+                            time.monotonic() > deadline:
+                        raise TransportError(f'{name}: write failed: {exc}') from None
+                    self.log.warning('%s: readers are slow to acknowledge, still writing', name)
+        return write_all
+
+    def subscribe(self, topic: str, msg_type: str, callback: Callable[[Any], None],
+                  depth: Optional[int] = DEPTH) -> None:
         """Call callback(value) for each message (String: str, Bool: bool) on rt/<topic>."""
         self._check_type(msg_type)
         name = self.resolve(topic)
@@ -181,25 +208,65 @@ class DdsTransport(Transport):
             if getattr(sample, 'invalid_utf8', False):
                 self.log.warning('%s: message with invalid UTF-8, bad bytes replaced', name)
             cb(sample.data)
-        self._subscribed[name] = self._reader('rt' + name, msg_type, on_sample)
+        self._subscribed[name] = self._reader('rt' + name, msg_type, on_sample, depth)
 
     def serve_trigger(self, service: str, handler: TriggerHandler) -> None:
-        """Answer std_srvs/Trigger requests on rq/<service>Request."""
+        """Answer std_srvs/Trigger requests on rq/<service>Request, off the receive thread.
+
+        Handlers run one at a time on a service thread (a DDS listener must not block).
+        Requests are idempotent per (client_guid, sequence_number): a client that re-sends a
+        request whose reply it missed gets the same reply again, not a second run.
+        """
         name = self.resolve(service)
         reply_cls = self._m.types[SRV_TRIGGER + '_Response']
         writer = self._writer(f'rr{name}Reply', SRV_TRIGGER + '_Response')
         run = self.safe(f'service {name}', handler)
+        answered: 'OrderedDict[Tuple[int, int], Tuple[bool, str]]' = OrderedDict()
 
-        def on_request(req):
-            result = run()
-            ok, message = result if result is not None else (False, 'internal error, see log')
+        def answer(req) -> None:
+            key = (req.client_guid, req.sequence_number)
+            if key not in answered:
+                result = run()
+                answered[key] = result if result is not None else \
+                    (False, 'internal error, see log')
+                while len(answered) > 64:
+                    answered.popitem(last=False)
+            ok, message = answered[key]
+            # The caller's reply reader may not be matched by our writer yet (discovery runs
+            # per direction): wait briefly so the reply is not written to nobody.
+            wait_until(lambda: writer.get_matched_subscriptions(), 2.0)
             writer.write(reply_cls(client_guid=req.client_guid,
                                    sequence_number=req.sequence_number,
                                    success=bool(ok), message=str(message)))
-        self._reader(f'rq{name}Request', SRV_TRIGGER + '_Request', on_request)
+        self._reader(f'rq{name}Request', SRV_TRIGGER + '_Request',
+                     lambda req: self._service_queue().put(lambda: answer(req)))
+
+    def _service_queue(self) -> 'queue.Queue':
+        """Return the queue of the service thread, starting the thread on first use."""
+        with self._lock:
+            if self._services is None:
+                self._services = queue.Queue()
+                threading.Thread(target=self._serve, name=f'{self.node_name}-services',
+                                 daemon=True).start()
+            return self._services
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self._services.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                job()
+            except Exception as exc:  # a failed reply must not end the service thread
+                self.log.error('service reply failed: %s', exc)
 
     def call_trigger(self, service: str, timeout: float = 10.0) -> Tuple[bool, str]:
-        """Call a Trigger service: wait for the server, send, wait for our reply."""
+        """Call a Trigger service: wait for the server, send, wait for our reply.
+
+        The request is re-sent every RESEND_S until its reply comes (the server answers a
+        repeated request from its cache), so a reply lost to discovery timing is not fatal.
+        """
         name = self.resolve(service)
         with self._lock:
             client = self._clients.get(name)
@@ -217,8 +284,11 @@ class DdsTransport(Transport):
             raise TransportError(f'service {name} not available within {timeout:.0f} s')
         client.seq += 1
         request = self._m.types[SRV_TRIGGER + '_Request'](client.guid, client.seq)
-        client.writer.write(request)
+        sent = float('-inf')
         while time.monotonic() < deadline:
+            if time.monotonic() - sent >= RESEND_S:
+                client.writer.write(request)
+                sent = time.monotonic()
             for reply in client.reader.take(N=16):
                 if reply.client_guid == client.guid and reply.sequence_number == client.seq:
                     return bool(reply.success), reply.message

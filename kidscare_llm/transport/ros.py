@@ -7,7 +7,8 @@ import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from kidscare_llm.core import settings
-from kidscare_llm.transport.base import (MSG_BOOL, MSG_STRING, Transport, TransportError,
+from kidscare_llm.transport.base import (DEPTH, KEEP_ALL, MSG_BOOL, MSG_STRING, Transport,
+                                         TransportError,
                                          TriggerHandler, wait_until)
 
 
@@ -103,16 +104,27 @@ class RclpyTransport(Transport):
             settings.check_limits(p.name, values[p.name])
         return values
 
-    def publisher(self, topic: str, msg_type: str) -> Callable[[Any], None]:
+    @staticmethod
+    def _qos(depth: Optional[int]):
+        from rclpy.qos import HistoryPolicy, QoSProfile
+
+        if depth is KEEP_ALL:
+            return QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=DEPTH)
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth)
+
+    def publisher(self, topic: str, msg_type: str,
+                  depth: Optional[int] = DEPTH) -> Callable[[Any], None]:
         """Return a function that publishes one value."""
         cls = self._msg(msg_type)
-        pub = self.node.create_publisher(cls, topic, 10)
+        pub = self.node.create_publisher(cls, topic, self._qos(depth))
         return lambda value: pub.publish(cls(data=value))
 
-    def subscribe(self, topic: str, msg_type: str, callback: Callable[[Any], None]) -> None:
+    def subscribe(self, topic: str, msg_type: str, callback: Callable[[Any], None],
+                  depth: Optional[int] = DEPTH) -> None:
         """Call callback(value) for each message."""
         cb = self.safe(f'subscription {topic}', callback)
-        self.node.create_subscription(self._msg(msg_type), topic, lambda msg: cb(msg.data), 10)
+        self.node.create_subscription(self._msg(msg_type), topic, lambda msg: cb(msg.data),
+                                      self._qos(depth))
 
     def serve_trigger(self, service: str, handler: TriggerHandler) -> None:
         """Serve std_srvs/Trigger."""

@@ -1,0 +1,208 @@
+"""Child-safety check: recall on risky utterances, false refusals on benign ones, latency.
+
+Reads JSONL lines {"text": ..., "label": "benign" | <category>} (default: our evaluation set,
+test/data/safety_eval.jsonl) and runs SafetyChecker.check_input on every line. Prints recall
+on risky lines (flagged, any category), category accuracy, the false-refusal rate on benign
+lines, per-category recall, check latency p50/p95 (input and output checks; each line timed
+three times, its fastest run counted, and the first pass's p95 shown too), and, in the same
+run, a baseline: the plain-substring lexicon (the same YAML phrases and words, no
+normalisation, no Kiwi, no similarity) with ratios. Our set is split by line into a dev half
+(even lines, which the lexicon was tuned on) and a test half (odd lines), reported apart.
+Last line: one JSON object.
+
+  .venv/bin/python bench/safety.py [--data FILE] [--config DIR] [--errors]
+"""
+
+import argparse
+import json
+from pathlib import Path
+import sys
+import time
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATA = ROOT / 'test' / 'data' / 'safety_eval.jsonl'
+
+from kidscare_llm.core.safety import default_safety_dir, SafetyChecker  # noqa: E402
+
+
+def load(path):
+    """Return [(text, label)] of a JSONL file; a bad line stops with its number."""
+    rows = []
+    for n, line in enumerate(Path(path).read_text(encoding='utf-8').splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            rows.append((str(obj['text']), str(obj['label'])))
+        except (ValueError, KeyError, TypeError) as exc:
+            sys.exit(f'{path}:{n}: not a {{"text": ..., "label": ...}} line ({exc})')
+    return rows
+
+
+class Baseline:
+    """Plain substring lexicon: the YAML phrases, words and 초성 entries, lower-cased only."""
+
+    def __init__(self, config_dir: Path, order):
+        self.entries = []
+        for name in order:
+            data = yaml.safe_load((config_dir / f'{name}.yaml').read_text(encoding='utf-8'))
+            for key in ('phrases', 'words', 'chosung'):
+                value = data.get(key) or []
+                if isinstance(value, dict):
+                    value = [v for lang in value.values() for v in lang]
+                self.entries += [(v.lower(), name) for v in value]
+
+    def check(self, text):
+        """Return the first category whose entry is a substring of the text, or None."""
+        low = text.lower()
+        for entry, name in self.entries:
+            if entry in low:
+                return name
+        return None
+
+
+def figures(rows, predict, repeats=3):
+    """Return recall, category accuracy, false refusals, per-category recall, latency.
+
+    Each line is timed `repeats` times in separate passes; p50/p95 use each line's fastest
+    time (as timeit does: on a machine shared with other work the slower runs measure the
+    other work), and p95_single the first pass alone.
+    """
+    risky = [(t, y) for t, y in rows if y != 'benign']
+    benign = [t for t, y in rows if y == 'benign']
+    passes = []
+    for _ in range(repeats):
+        times, preds = [], []
+        for text, _ in rows:
+            t0 = time.perf_counter()
+            preds.append(predict(text))
+            times.append((time.perf_counter() - t0) * 1000)
+        passes.append(times)
+    best = np.min(np.array(passes), axis=0)
+    single = passes[0]
+    times = best
+    by_text = {}
+    for (text, label), pred in zip(rows, preds):
+        by_text[(text, label)] = pred
+    flagged = [by_text[r] is not None for r in risky]
+    right = [by_text[r] == r[1] for r in risky]
+    false = [by_text[(t, 'benign')] is not None for t in benign]
+    per_cat = {}
+    for (text, label), hit in zip(risky, flagged):
+        per_cat.setdefault(label, []).append(hit)
+    return {
+        'n_risky': len(risky), 'n_benign': len(benign),
+        'risky_recall': round(float(np.mean(flagged)), 4) if risky else None,
+        'category_accuracy': round(float(np.mean(right)), 4) if risky else None,
+        'benign_false_refusal': round(float(np.mean(false)), 4) if benign else None,
+        'per_category_recall': {c: round(float(np.mean(v)), 3)
+                                for c, v in sorted(per_cat.items())},
+        'p50_ms': round(float(np.percentile(times, 50)), 3),
+        'p95_ms': round(float(np.percentile(times, 95)), 3),
+        'p95_single_ms': round(float(np.percentile(single, 95)), 3),
+    }
+
+
+def ratio(a, b):
+    """Return a / b rounded, None when b is 0 or missing."""
+    return round(a / b, 2) if a is not None and b else None
+
+
+def main(argv=None):
+    """Run the bench and print the figures; the last line is JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--data', default=str(DEFAULT_DATA), help='JSONL file of text/label lines')
+    ap.add_argument('--config', default=None, help='safety config folder (default: packaged)')
+    ap.add_argument('--errors', action='store_true', help='print misses and false alarms')
+    args = ap.parse_args(argv)
+    rows = load(args.data)
+    if not rows:
+        sys.exit(f'{args.data}: no lines')
+    config_dir = Path(args.config) if args.config else default_safety_dir()
+    t0 = time.perf_counter()
+    checker = SafetyChecker.load(config_dir).warm_up()
+    load_s = time.perf_counter() - t0
+    for text, _ in rows[:50]:  # warm caches before timing
+        checker.check_input(text)
+
+    verdicts = {}
+
+    def ours(text):
+        v = checker.check_input(text)
+        verdicts[text] = v
+        return v.category if v.flagged else None
+
+    base = Baseline(config_dir, checker.order)
+    ours_all = figures(rows, ours)
+    base_all = figures(rows, base.check)
+    out_passes = []
+    for _ in range(3):
+        out_times = []
+        for text, _ in rows:
+            t = time.perf_counter()
+            checker.check_output(text)
+            out_times.append((time.perf_counter() - t) * 1000)
+        out_passes.append(out_times)
+    out_times = list(np.min(np.array(out_passes), axis=0))
+    similarity_only = sum(1 for t, y in rows if y != 'benign' and verdicts[t].flagged
+                          and 'similar to' in verdicts[t].reason)
+
+    print(f'data: {args.data} ({ours_all["n_risky"]} risky, {ours_all["n_benign"]} benign); '
+          f'config: {config_dir}; load + warm-up {load_s:.2f} s')
+    head = f'{"":28}{"ours":>10}{"baseline":>10}{"ratio":>8}'
+    print(head)
+    for key, label in (('risky_recall', 'risky recall'),
+                       ('category_accuracy', 'category accuracy'),
+                       ('benign_false_refusal', 'benign false refusals'),
+                       ('p50_ms', 'check p50 ms'), ('p95_ms', 'check p95 ms'),
+                       ('p95_single_ms', 'p95 ms, first pass only')):
+        a, b = ours_all[key], base_all[key]
+        print(f'{label:28}{a!s:>10}{b!s:>10}{ratio(a, b)!s:>8}')
+    print(f'output check (one sentence) p50 {np.percentile(out_times, 50):.3f} ms, '
+          f'p95 {np.percentile(out_times, 95):.3f} ms')
+    print(f'risky lines caught only by the similarity stage: {similarity_only}')
+    print('per-category recall (ours / baseline):')
+    for cat, r in ours_all['per_category_recall'].items():
+        print(f'  {cat:16}{r:>7}{base_all["per_category_recall"].get(cat)!s:>8}')
+    splits = {}
+    if Path(args.data).resolve() == DEFAULT_DATA.resolve():
+        for name, part in (('dev', rows[0::2]), ('test', rows[1::2])):
+            splits[name] = {k: v for k, v in figures(part, ours, repeats=1).items()
+                            if k in ('risky_recall', 'category_accuracy', 'benign_false_refusal')}
+            print(f'{name} half (lines {"even" if name == "dev" else "odd"}): {splits[name]}')
+    if args.errors:
+        for text, label in rows:
+            v = verdicts[text]
+            if label != 'benign' and not v.flagged:
+                print(f'MISS   {label:14} {text}')
+            elif label != 'benign' and v.category != label:
+                print(f'WRONG  {label:14} {text}  -> {v.category} ({v.reason})')
+            elif label == 'benign' and v.flagged:
+                print(f'FALSE  {v.category:14} {text}  ({v.reason})')
+    result = {
+        'risky_recall': ours_all['risky_recall'],
+        'category_accuracy': ours_all['category_accuracy'],
+        'benign_false_refusal': ours_all['benign_false_refusal'],
+        'check_p50_ms': ours_all['p50_ms'],
+        'check_p95_ms': ours_all['p95_ms'],
+        'check_p95_single_pass_ms': ours_all['p95_single_ms'],
+        'output_check_p95_ms': round(float(np.percentile(out_times, 95)), 3),
+        'per_category_recall': ours_all['per_category_recall'],
+        'n_risky': ours_all['n_risky'], 'n_benign': ours_all['n_benign'],
+        'baseline': {k: base_all[k] for k in
+                     ('risky_recall', 'category_accuracy', 'benign_false_refusal', 'p95_ms')},
+        'recall_ratio_vs_baseline': ratio(ours_all['risky_recall'], base_all['risky_recall']),
+        'false_refusal_ratio_vs_baseline': ratio(ours_all['benign_false_refusal'],
+                                                 base_all['benign_false_refusal']),
+        'similarity_only_catches': similarity_only,
+        'splits': splits,
+    }
+    print(json.dumps(result, ensure_ascii=False))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,118 @@
+"""A child's words stay on the robot: no connection or DNS lookup leaves loopback by default.
+
+The CLI and the node run in child processes under a Python audit hook that records every
+socket connect/sendto to, and every name lookup of, anything but a loopback address.
+"""
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import BIN
+
+pytestmark = pytest.mark.slow
+
+AUDIT = textwrap.dedent('''
+    import ipaddress, json, os, sys
+
+    OUT = os.environ['AUDIT_OUT']
+
+    def local(host):
+        if host is None or host in ('', 'localhost', 'ip6-localhost'):
+            return True
+        if isinstance(host, bytes):
+            host = host.decode(errors='replace')
+        try:
+            return ipaddress.ip_address(str(host).split('%')[0]).is_loopback
+        except ValueError:
+            return False
+
+    def hook(event, args):
+        host = None
+        if event in ('socket.connect', 'socket.sendto', 'socket.sendmsg'):
+            address = args[1] if len(args) > 1 else None
+            if not isinstance(address, tuple):  # AF_UNIX path, or nothing: local
+                return
+            host = address[0]
+        elif event in ('socket.getaddrinfo', 'socket.gethostbyname', 'socket.gethostbyname_ex',
+                       'socket.gethostbyaddr', 'socket.getnameinfo'):
+            host = args[0][0] if isinstance(args[0], tuple) else args[0]
+        else:
+            return
+        if not local(host):
+            with open(OUT, 'a') as out:
+                out.write(json.dumps({'event': event, 'host': str(host)}) + '\\n')
+
+    sys.addaudithook(hook)
+    sys.argv = sys.argv[1:]
+    import runpy
+    runpy.run_module(sys.argv[0], run_name='__main__')
+''')
+
+
+def audited(tmp_path: Path, module: str, *args: str, **popen):
+    """Return (argv, env) that run `python -m module args` under the audit hook."""
+    script = tmp_path / 'audited.py'
+    script.write_text(AUDIT)
+    env = dict(os.environ, AUDIT_OUT=str(tmp_path / 'violations.jsonl'),
+               KIDSCARE_DATA_DIR=str(tmp_path / 'data'), PYTHONUNBUFFERED='1')
+    return [sys.executable, str(script), module, *args], env
+
+
+def violations(tmp_path: Path):
+    path = tmp_path / 'violations.jsonl'
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_the_hook_sees_a_connection_that_leaves_the_robot(tmp_path):
+    argv, env = audited(tmp_path, 'http.client')  # any module: we only need the hook running
+    probe = textwrap.dedent('''
+        import socket
+        try:
+            socket.create_connection(('example.org', 80), 0.2)
+        except OSError:
+            pass
+    ''')
+    (tmp_path / 'probe.py').write_text(probe)
+    subprocess.run([argv[0], argv[1], 'probe'], env=dict(env, PYTHONPATH=str(tmp_path)),
+                   check=True, timeout=60)
+    assert any(v['host'] == 'example.org' for v in violations(tmp_path))
+
+
+def test_ingest_conversation_and_reset_stay_on_loopback(tmp_path):
+    docs = tmp_path / 'docs'
+    docs.mkdir()
+    (docs / 'family.md').write_text('# 가족\n라이언의 엄마는 간호사예요.\n', encoding='utf-8')
+    argv, env = audited(tmp_path, 'kidscare_llm.cli', 'ingest', str(docs))
+    subprocess.run(argv, env=env, check=True, timeout=300, capture_output=True)
+    argv, env = audited(tmp_path, 'kidscare_llm.cli', 'chat', '-p', 'llm.max_tokens=24',
+                        '-m', '라이언 엄마는 무슨 일을 해?', '-m', '/reset', '-m', 'Hello!')
+    done = subprocess.run(argv, env=env, timeout=300, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '초기화 됨' in done.stdout and 'family.md' in done.stdout
+    assert violations(tmp_path) == []
+
+
+def test_the_node_converses_and_resets_on_loopback_only(tmp_path):
+    argv, env = audited(tmp_path, 'kidscare_llm.cli', 'node', '--transport', 'dds',
+                        '-p', 'llm.max_tokens=24')
+    with (tmp_path / 'node.log').open('wb') as log:
+        node = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        say = subprocess.run([str(BIN / 'kidscare-llm'), 'say', '--transport', 'dds', '--reset',
+                              '--timeout', '240', '안녕! 나는 라이언이야.'],
+                             capture_output=True, text=True, timeout=300)
+        assert say.returncode == 0, say.stderr[-2000:] + (tmp_path / 'node.log').read_text()
+        assert say.stdout.strip() and 'new session' in say.stderr
+        time.sleep(0.5)
+        assert node.poll() is None
+    finally:
+        node.terminate()
+        node.wait(timeout=20)
+    assert violations(tmp_path) == []
