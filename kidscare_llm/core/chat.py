@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from typing import Any, Callable, List, Mapping, Optional, Sequence
+from urllib.parse import urlparse
 
 from kidscare_llm.core import paths
 from kidscare_llm.core.chunker import SentenceChunker
@@ -377,6 +378,11 @@ def build_backend(params: Mapping[str, Any], data_dir: Path):
     """Create the configured LLM backend; for llama.cpp resolve and load the model."""
     backend = params['llm.backend']
     if backend == 'openai':
+        host = urlparse(params['llm.base_url']).hostname or ''
+        local = host in ('localhost', '127.0.0.1', '::1')
+        log.log(logging.INFO if local else logging.WARNING,
+                'LLM backend: OpenAI-compatible server %s%s', params['llm.base_url'],
+                '' if local else ' (not this robot: every conversation is sent there)')
         return OpenAIBackend(params['llm.base_url'], params['llm.model'],
                              params['llm.api_key_env'], params['model.n_ctx'],
                              params['llm.timeout_s'])
