@@ -4,6 +4,7 @@ Commands:
   kidscare-llm chat                  talk to the robot here, through the core (no ROS needed)
   kidscare-llm node                  run the chat node (rclpy if importable, else plain DDS)
   kidscare-llm say "안녕!"            publish one utterance, print the reply that comes back
+  kidscare-llm gui                   the chat window, a client of the running node (or --local)
   kidscare-llm ingest DOCS...        index documents into the knowledge base (incremental)
   kidscare-llm params --yaml         print every parameter with its default
   kidscare-llm download-model        fetch the Korean 8B GGUF once (the node never goes online)
@@ -71,10 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
                            help='download model.repo/model.file into the data dir once')
     _param_options(fetch)
 
+    gui = sub.add_parser('gui', help='open the chat window (a client of the running node)')
+    gui.add_argument('--local', action='store_true',
+                     help='run the chat engine in this process instead (no robot needed)')
+    _transport_option(gui)
+    gui.add_argument('--lang', choices=('ko', 'en'), default='ko', help='window language (ko)')
+    _param_options(gui)
+    gui.add_argument('--node-name', default=settings.CHAT_NODE, help='chat node name')
+    gui.add_argument('--wait', type=float, default=10.0, metavar='SECONDS',
+                     help='say so when no chat node is found within this many seconds (10)')
+
     params = sub.add_parser('params', help='print the parameters and their defaults')
     fmt = params.add_mutually_exclusive_group()
     fmt.add_argument('--yaml', action='store_true', help='as a ROS 2 parameter file (default)')
     fmt.add_argument('--markdown', action='store_true', help='as a Markdown table')
+    params.add_argument('--node', default=settings.CHAT_NODE, choices=sorted(settings.PARAMS),
+                        help='whose table --markdown prints (default chat_node)')
     return parser
 
 
@@ -92,6 +105,8 @@ def cmd_chat(args) -> int:
 
     params = _load_params(args)
     engine = build_engine(params)
+    engine.on_alert = lambda alert: print(f'[caregiver alert: {alert["category"]}, recorded in '
+                                          'alerts.jsonl]', file=sys.stderr)
     if params['memory.warm_start']:
         engine.warm()
     logging.getLogger('kidscare_llm').setLevel(logging.WARNING)  # keep the conversation clean
@@ -209,17 +224,25 @@ def cmd_download_model(args) -> int:
     return 0
 
 
+def cmd_gui(args) -> int:
+    """Open the chat window (Qt is imported only now)."""
+    from kidscare_llm.gui import main as gui_main
+
+    return gui_main(_load_params(args), local=args.local, transport=args.transport,
+                    lang=args.lang, node_name=args.node_name, wait_s=args.wait)
+
+
 def cmd_params(args) -> int:
     """Print the parameters as YAML (the packaged config/kidscare.yaml) or Markdown."""
     if args.markdown:
-        print(settings.render_markdown(settings.CHAT_NODE), end='')
+        print(settings.render_markdown(args.node), end='')
     else:
         print(settings.render_yaml(), end='')
     return 0
 
 
 COMMANDS = {'chat': cmd_chat, 'node': cmd_node, 'say': cmd_say, 'ingest': cmd_ingest,
-            'params': cmd_params, 'download-model': cmd_download_model}
+            'params': cmd_params, 'download-model': cmd_download_model, 'gui': cmd_gui}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
