@@ -61,3 +61,18 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> N
         except OSError:
             time.sleep(0.2)
     raise TimeoutError(f'nothing listened on port {port} within {timeout} s')
+
+
+class Recording:
+    """Pass-through to the real backend that keeps every prompt it was asked to complete."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.prompts = []
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+    def stream(self, messages, sampling, cancel=None, session=None):
+        self.prompts.append(list(messages))
+        yield from self.backend.stream(messages, sampling, cancel, session)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from conftest import BIN
+from conftest import BIN, Recording
 from kidscare_llm.core import settings
 from kidscare_llm.core.chat import build_engine, SPOKEN
 from kidscare_llm.core.errors import EmptyUtterance
@@ -15,21 +15,6 @@ pytestmark = pytest.mark.slow
 
 FAST = {'llm.temperature': '0', 'llm.max_tokens': '24', 'model.download': 'false',
         'rag.enabled': 'false'}
-
-
-class Recording:
-    """Pass-through to the real backend that keeps every prompt it was asked to complete."""
-
-    def __init__(self, backend):
-        self.backend = backend
-        self.prompts = []
-
-    def __getattr__(self, name):
-        return getattr(self.backend, name)
-
-    def stream(self, messages, sampling, cancel=None, session=None):
-        self.prompts.append(list(messages))
-        yield from self.backend.stream(messages, sampling, cancel, session)
 
 
 def evaluated_text(backend):

@@ -134,7 +134,7 @@ def test_cli_ingest(docs, data_dir):
 
 
 def test_retrieved_fact_reaches_the_model(docs, data_dir, real_backend):
-    from test_engine_real import Recording
+    from conftest import Recording
     params = settings.load('chat_node', overrides={
         'data_dir': str(data_dir), 'rag.sources': str(docs), 'llm.temperature': '0',
         'llm.max_tokens': '16'})

@@ -122,7 +122,7 @@ def test_warm_start_is_restored_from_disk_after_a_restart(tmp_path, fresh_backen
 
 
 def test_summarize_folds_dropped_turns_into_the_session_memory(tmp_path, real_backend):
-    from test_engine_real import Recording
+    from conftest import Recording
     spy = Recording(real_backend)
     engine = engine_on(tmp_path, spy, **{'memory.summarize': 'true'})
     engine.budget = engine._count(engine.system_prompt) + 260  # summary (<= 96) + a few turns

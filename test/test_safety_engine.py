@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import BIN
+from conftest import BIN, Recording
 from kidscare_llm.core import settings
 from kidscare_llm.core.chat import build_engine
 from kidscare_llm.core.safety import SafetyChecker
@@ -17,21 +17,6 @@ from ros2_wire import Peer
 pytestmark = pytest.mark.slow
 
 FAST = {'llm.temperature': '0', 'llm.max_tokens': '24', 'rag.enabled': 'false'}
-
-
-class Recording:
-    """Pass-through to the real backend that keeps every prompt it was asked to complete."""
-
-    def __init__(self, backend):
-        self.backend = backend
-        self.prompts = []
-
-    def __getattr__(self, name):
-        return getattr(self.backend, name)
-
-    def stream(self, messages, sampling, cancel=None, session=None):
-        self.prompts.append(list(messages))
-        yield from self.backend.stream(messages, sampling, cancel, session)
 
 
 class Scripted:
