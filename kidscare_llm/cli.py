@@ -158,7 +158,16 @@ def cmd_node(args) -> int:
 
 def cmd_say(args) -> int:
     """Publish one utterance to a running chat node and print the streamed and final reply."""
+    from kidscare_llm.core.chat import clean_utterance
+    from kidscare_llm.core.errors import EmptyUtterance
     from kidscare_llm.transport import create, MSG_STRING
+
+    try:
+        text = clean_utterance(args.text, 1_000_000)  # the node applies its own length limit
+    except EmptyUtterance:
+        print('kidscare-llm say: nothing to say (the text is empty once control characters '
+              'are removed)', file=sys.stderr)
+        return EXIT_USAGE
 
     transport = create('kidscare_llm_say', args.transport)
     try:
@@ -180,7 +189,7 @@ def cmd_say(args) -> int:
             ok, message = transport.call_trigger(f'/{args.node_name}/reset_session',
                                                  max(1.0, deadline - time.monotonic()))
             print(f'reset: {message}', file=sys.stderr)
-        publish(args.text)
+        publish(text)
         try:
             print(replies.get(timeout=max(0.1, deadline - time.monotonic())))
         except queue.Empty:

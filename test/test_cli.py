@@ -53,3 +53,23 @@ def test_rclpy_requested_without_ros_is_a_clear_error():
 def test_readme_parameter_table_matches_the_code():
     readme = (ROOT / 'README.md').read_text(encoding='utf-8')
     assert settings.render_markdown('chat_node') in readme
+
+
+def test_say_refuses_blank_text_at_once():
+    for blank in ('', '  \x01\x02 '):
+        proc = run('say', '--transport', 'dds', blank, timeout=30)
+        assert proc.returncode == 2 and 'nothing to say' in proc.stderr
+
+
+@pytest.mark.slow
+def test_chat_takes_undecodable_control_and_huge_input(tmp_path):
+    """Invalid UTF-8 in argv, control characters, 100 kB (argv's limit): each answered."""
+    env = dict(os.environ, KIDSCARE_DATA_DIR=str(tmp_path / 'data'))
+    argv = [str(BIN / 'kidscare-llm').encode(), b'chat', b'-p', b'llm.max_tokens=8',
+            b'-p', b'rag.enabled=false', b'-m', b'hello \xff\xfe robot', b'-m', b'hi\x07\x1b[0m',
+            b'-m', b'x' * 100_000]
+    proc = subprocess.run(argv, capture_output=True, env=env, timeout=300)
+    out = proc.stdout.decode('utf-8', 'replace')
+    assert proc.returncode == 0, proc.stderr.decode('utf-8', 'replace')[-2000:]
+    assert out.count('robot> ') == 3 and '너무 길어서' in out
+    assert 'Traceback' not in proc.stderr.decode('utf-8', 'replace')

@@ -60,9 +60,14 @@ _CONTROL = re.compile('[\x00-\x08\x0b-\x1f\x7f-\x9f]')
 MAX_USER_CHARS = 64
 
 
+def _valid_unicode(text: str) -> str:
+    """Replace lone surrogates (undecodable bytes of a terminal or file) with U+FFFD."""
+    return text.encode('utf-8', 'surrogatepass').decode('utf-8', 'replace')
+
+
 def clean_utterance(text: str, max_chars: int) -> str:
     """Return the utterance stripped of control characters; raise EmptyUtterance or Oversized."""
-    text = _CONTROL.sub('', text or '').strip()
+    text = _CONTROL.sub('', _valid_unicode(text or '')).strip()
     if not text:
         raise EmptyUtterance('empty utterance')
     if len(text) > max_chars:
@@ -94,7 +99,7 @@ def clean_user(user: str) -> str:
     Ids are only ever SQL values and hashed file names, so path characters are harmless and
     kept; an id that is empty once cleaned raises InputError.
     """
-    cleaned = _CONTROL.sub('', user or '').strip()[:MAX_USER_CHARS]
+    cleaned = _CONTROL.sub('', _valid_unicode(user or '')).strip()[:MAX_USER_CHARS]
     if not cleaned:
         raise InputError(f'user id {user!r} is empty once control characters are removed')
     return cleaned
