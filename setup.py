@@ -16,6 +16,7 @@ setup(
         (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
         (f'share/{PACKAGE}/config', glob('config/*.yaml')),
         (f'share/{PACKAGE}/config/persona', glob('config/persona/*.txt')),
+        (f'share/{PACKAGE}/config/safety', glob('config/safety/*.yaml')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
@@ -28,6 +29,8 @@ setup(
         'console_scripts': [
             'kidscare-llm = kidscare_llm.cli:main',
             'chat_node = kidscare_llm.nodes.chat_node:main',
+            'stt_node = kidscare_llm.nodes.stt_node:main',
+            'tts_node = kidscare_llm.nodes.tts_node:main',
         ],
     },
 )

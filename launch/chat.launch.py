@@ -1,10 +1,17 @@
-"""Bring up the chat node: ros2 launch kidscare_llm chat.launch.py [model_path:=...]."""
+"""Bring up the robot's conversation: the chat node, and the voice nodes when asked for.
+
+  ros2 launch kidscare_llm chat.launch.py [model_path:=...] [use_stt:=true] [use_tts:=true]
+
+Speech in: stt_node -> /user_utterance -> chat_node; speech out: chat_node ->
+/robot_reply_partial -> tts_node -> /robot_speaking -> stt_node (mute or barge-in).
+"""
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -27,6 +34,8 @@ def chat_node(context):
 
 def generate_launch_description():
     """Declare the arguments, then the nodes."""
+    params = LaunchConfiguration('params_file')
+    log_level = ['--log-level', LaunchConfiguration('log_level')]
     return LaunchDescription([
         DeclareLaunchArgument(
             'params_file', default_value=os.path.join(SHARE, 'config', 'kidscare.yaml'),
@@ -38,7 +47,29 @@ def generate_launch_description():
             'persona', default_value='',
             description='persona folder (base.txt, few_shot.txt, informations.txt); '
                         'empty: persona.dir from params_file'),
+        DeclareLaunchArgument(
+            'use_stt', default_value='false',
+            description='start stt_node: microphone -> faster-whisper -> /user_utterance'),
+        DeclareLaunchArgument(
+            'use_tts', default_value='false',
+            description='start tts_node: /robot_reply_partial -> piper/espeak-ng -> speaker'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='debug, info, warn or error'),
+
         OpaqueFunction(function=chat_node),
+        Node(
+            package='kidscare_llm', executable='stt_node', name='stt_node', output='screen',
+            parameters=[params], ros_arguments=log_level,
+            remappings=[('user_utterance', '/user_utterance'),
+                        ('robot_speaking', '/robot_speaking')],
+            condition=IfCondition(LaunchConfiguration('use_stt')),
+        ),
+        Node(
+            package='kidscare_llm', executable='tts_node', name='tts_node', output='screen',
+            parameters=[params], ros_arguments=log_level,
+            remappings=[('robot_reply_partial', '/robot_reply_partial'),
+                        ('robot_reply', '/robot_reply'),
+                        ('robot_speaking', '/robot_speaking')],
+            condition=IfCondition(LaunchConfiguration('use_tts')),
+        ),
     ])
