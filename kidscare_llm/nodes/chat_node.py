@@ -11,7 +11,6 @@ and one that finds the queue full is answered "busy" on robot_reply rather than 
 silently (spoken on robot_reply_partial at most once per BUSY_SPOKEN_EVERY_S).
 """
 
-import gc
 import json
 import logging
 import queue
@@ -22,9 +21,10 @@ from typing import Callable, Optional
 
 from kidscare_llm.core.chat import build_engine, clean_user, SPOKEN
 from kidscare_llm.core.chunker import PieceBatcher
-from kidscare_llm.core.errors import EmptyUtterance, InputError, KidscareError
+from kidscare_llm.core.errors import EmptyUtterance, InputError
 from kidscare_llm.core.settings import CHAT_NODE
-from kidscare_llm.transport import create, KEEP_ALL, MSG_STRING, Transport
+from kidscare_llm.nodes.runner import run_node
+from kidscare_llm.transport import KEEP_ALL, MSG_STRING, Transport
 
 log = logging.getLogger('kidscare_llm.chat_node')
 
@@ -190,37 +190,8 @@ class ChatNode:
 
 
 def run(transport_name: Optional[str] = None, args=(), **transport_options) -> int:
-    """Create the transport and the node, spin until Ctrl-C; 1 with one clear line on error."""
-    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
-    try:
-        transport = create(CHAT_NODE, transport_name, args=args, **transport_options)
-    except KidscareError as exc:
-        print(f'chat_node: {exc}', file=sys.stderr)
-        return 1
-    try:
-        node = ChatNode(transport)
-    except KidscareError as exc:
-        print(f'chat_node: {exc}', file=sys.stderr)
-        transport.shutdown()
-        return 1
-    except Exception:
-        if transport.stopping():  # Ctrl-C / SIGTERM while the model was loading
-            print('chat_node: stopped during start-up', file=sys.stderr)
-            return 130
-        raise
-    except KeyboardInterrupt:
-        print('chat_node: stopped during start-up', file=sys.stderr)
-        return 130
-    try:
-        transport.spin()
-    except KeyboardInterrupt:  # Ctrl-C, or SIGINT from ros2 launch: a normal stop
-        pass
-    finally:
-        node.close()
-        transport.shutdown()
-        del node
-        gc.collect()  # free native objects while their libraries can still clean up
-    return 0
+    """Run the chat node until Ctrl-C; 1 with one clear line on a configuration error."""
+    return run_node(CHAT_NODE, ChatNode, transport_name, args, **transport_options)
 
 
 def main(args=None) -> int:

@@ -39,7 +39,7 @@ def _string_payload(data: bytes) -> str:
 
 _DDS: Optional[SimpleNamespace] = None
 KEEP_ALL_PATIENCE_S = 60.0
-RESEND_S = 3.0  # a service request without a reply is sent again after this long
+RESEND_S = 1.0  # a service request without a reply is sent again after this long
 
 
 def _dds() -> SimpleNamespace:

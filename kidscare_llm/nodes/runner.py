@@ -1,0 +1,64 @@
+"""The life of every node process: create the transport, build the node, spin, close cleanly.
+
+One place for what each node's main() must get right: one clear line (no traceback) for a
+configuration error, a quiet exit on Ctrl-C or SIGINT from ros2 launch, and native objects
+freed while their libraries can still clean up.
+"""
+
+import gc
+import logging
+import sys
+from typing import Callable, Optional
+
+from kidscare_llm.core.errors import KidscareError
+from kidscare_llm.transport import create, Transport
+
+
+def run_node(node_name: str, factory: Callable[[Transport], object],
+             transport_name: Optional[str] = None, args=(),
+             body: Optional[Callable[[object, Transport], int]] = None,
+             **transport_options) -> int:
+    """Run one node until Ctrl-C (or body returns); return the process exit code.
+
+    factory(transport) builds the node (it must have close()); body(node, transport), when
+    given, replaces spinning (e.g. stt_node --file). 1: configuration error, 130: stopped
+    during start-up.
+    """
+    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
+    try:
+        transport = create(node_name, transport_name, args=args, **transport_options)
+    except KidscareError as exc:
+        print(f'{node_name}: {exc}', file=sys.stderr)
+        return 1
+    try:
+        node = factory(transport)
+    except KidscareError as exc:
+        print(f'{node_name}: {exc}', file=sys.stderr)
+        transport.shutdown()
+        return 1
+    except KeyboardInterrupt:
+        print(f'{node_name}: stopped during start-up', file=sys.stderr)
+        transport.shutdown()
+        return 130
+    except Exception:
+        if transport.stopping():  # SIGTERM while a model was loading
+            print(f'{node_name}: stopped during start-up', file=sys.stderr)
+            return 130
+        raise
+    code = 0
+    try:
+        if body is None:
+            transport.spin()
+        else:
+            code = body(node, transport)
+    except KidscareError as exc:
+        print(f'{node_name}: {exc}', file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:  # Ctrl-C, or SIGINT from ros2 launch: a normal stop
+        pass
+    finally:
+        node.close()
+        transport.shutdown()
+        del node
+        gc.collect()  # free native objects while their libraries can still clean up
+    return code
