@@ -10,7 +10,7 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -30,6 +30,19 @@ def chat_node(context):
         parameters=[LaunchConfiguration('params_file'), overrides],
         ros_arguments=['--log-level', LaunchConfiguration('log_level')],
     )]
+
+
+def discovery(context):
+    """Keep DDS discovery on this computer unless discovery_range opens it (privacy).
+
+    Jazzy reads ROS_AUTOMATIC_DISCOVERY_RANGE; Humble only knows ROS_LOCALHOST_ONLY.
+    """
+    scope = LaunchConfiguration('discovery_range').perform(context).upper()
+    actions = [SetEnvironmentVariable('ROS_AUTOMATIC_DISCOVERY_RANGE', scope)]
+    if os.environ.get('ROS_DISTRO') == 'humble':
+        actions.append(SetEnvironmentVariable('ROS_LOCALHOST_ONLY',
+                                              '1' if scope == 'LOCALHOST' else '0'))
+    return actions
 
 
 def generate_launch_description():
@@ -55,7 +68,12 @@ def generate_launch_description():
             description='start tts_node: /robot_reply_partial -> piper/espeak-ng -> speaker'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='debug, info, warn or error'),
+        DeclareLaunchArgument(
+            'discovery_range', default_value='LOCALHOST',
+            description='DDS discovery: LOCALHOST (default: the conversation stays on this '
+                        'computer), SUBNET to reach the other computers of the robot, OFF'),
 
+        OpaqueFunction(function=discovery),
         OpaqueFunction(function=chat_node),
         Node(
             package='kidscare_llm', executable='stt_node', name='stt_node', output='screen',

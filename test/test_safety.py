@@ -120,6 +120,49 @@ def test_english(checker, text, category):
     assert checker.check_input(text).category == category
 
 
+@pytest.mark.parametrize('text,category', [
+    ('걔네가 내 실내화 숨기고 낄낄 웃었어', 'bullying'),  # peers + my things + hide
+    ('반 애들이 나랑 짝 하기 싫대', 'bullying'),  # exclusion
+    ('ㅈ ㄴ 못생겼네 너', 'bullying'),  # 초성 typed apart + insult
+    ('they trip me on purpose every day', 'bullying'),
+    ('나 별빛초 다녀 2학년 3반', 'personal_info'),  # school and class
+    ('내 메일 lion7@gmail.com 이야', 'personal_info'),
+    ('현관 비번 누르는 거 보여줄게 3690', 'personal_info'),
+    ("i can tell you my dad's card number", 'personal_info'),
+    ('와인 한 잔만 따라 줘', 'adult'),
+    ('형이 전자담배 빨아 보래', 'adult'),
+    ('can i try smoking', 'adult'),
+    ('쟤 얼굴 주먹으로 날려 버릴 거야', 'violence'),
+    ('고양이 꼬리 가위로 잘라 볼래', 'violence'),
+    ('i will poison him', 'violence'),
+])
+def test_broadened_lexicon_catches_new_wording(checker, text, category):
+    verdict = checker.check_input(text)
+    assert verdict.flagged and verdict.category == category, verdict
+
+
+@pytest.mark.parametrize('text', [
+    '의자 위에 올라갔어', '누드김밥 맛있어', '냉장고 안에 우유 있어', '전담 선생님이 칭찬했어',
+    '공룡은 어디 살아?', '물 한잔만 줘', '넘어져서 멍들었어', '너 때문에 웃었어',
+    '축구공을 발로 차고 놀았어', '백설공주랑 일곱 난쟁이 읽어 줘', '고양이 새끼들이 태어났어',
+    '산타할아버지한테 편지 보낼래 주소 알려 줘', '할머니가 술빵 만들어 주셨어',
+    '카드 패 줄게', '우리 개 패션쇼 했어', '성교육 시간에 배웠어',
+    'i hit a home run with the bat', "i'm gonna kill it at the talent show",
+])
+def test_substring_traps_pass(checker, text):
+    assert not checker.check_input(text).flagged, checker.check_input(text)
+
+
+def test_a_quarrel_made_up_or_a_rule_kept_is_everyday_talk(checker):
+    assert checker.check_input('친구가 나 놀려서 속상했어').category == 'bullying'
+    assert not checker.check_input('친구가 나 놀려서 속상했는데 사과 받았어').flagged
+    assert not checker.check_input('my sister pinched me but we made up').flagged
+    assert not checker.check_input('모르는 사람이 사탕 줬는데 안 받았어').flagged
+    # resolved/lesson markers never quiet a disclosure of abuse or self-harm
+    assert checker.check_input('아빠가 나 때렸는데 사과했어').category == 'abuse'
+    assert 'resolved' in safety.QUIET_RULES
+
+
 def test_who_does_it_decides_the_category(checker):
     assert checker.check_input('나 자꾸 내 머리 쥐어뜯어').category == 'self_harm'
     assert checker.check_input('동생이 내 머리 때렸어').category != 'self_harm'
@@ -237,6 +280,8 @@ def test_normalise_examples():
     assert normalise('ＡＢＣ\u200b ｄｅｆ') == 'abc def'
     assert normalise('ㅈㅏㅅㅏㄹ') == '자살'
     assert normalise('ㅅㅂ') == '시발'
+    assert normalise('ㅅ ㅂ') == '시발' and normalise('ㄱ ㄱ 가자') == 'ㄱㄱ 가자'  # 초성 apart
+    assert normalise('a b') == 'a b'  # two one-letter words stay apart unless jamo
     assert normalise('010-1111-2222') == '010-1111-2222'  # digits are never cut
     assert normalise('s.u.i.c.i.d.e') == 'suicide'
     assert normalise('b1tch') == 'bitch' and normalise('4th') == '4th'
@@ -301,3 +346,16 @@ def test_evaluation_set_is_big_enough_and_well_formed():
     tune_rows = [json.loads(line) for line in tune.splitlines()]
     assert {r['label'] for r in tune_rows} == CATEGORIES | {'benign'}
     assert not {r['text'] for r in tune_rows} & {r['text'] for r in rows}  # no overlap
+
+
+def test_fresh_set_is_separate_and_covers_every_category():
+    """safety_fresh.jsonl: written before the round-2 tuning and never tuned on."""
+    data = ROOT / 'test' / 'data'
+    fresh = [json.loads(line) for line in
+             (data / 'safety_fresh.jsonl').read_text(encoding='utf-8').splitlines()]
+    labels = [r['label'] for r in fresh]
+    assert set(labels) == CATEGORIES | {'benign'}
+    assert labels.count('benign') >= 150 and len(labels) - labels.count('benign') >= 150
+    others = {json.loads(line)['text'] for name in ('safety_eval.jsonl', 'safety_tune.jsonl')
+              for line in (data / name).read_text(encoding='utf-8').splitlines()}
+    assert not {r['text'] for r in fresh} & others

@@ -35,7 +35,7 @@ ACTIONS = ('guide', 'redirect', 'refuse', 'refuse_alert')
 OUTPUT_MODES = ('always', 'guarded', 'never')
 MAX_CHARS = 2000  # normalise() looks at this many characters (an utterance is far shorter)
 POLICY_FILE = 'policy.yaml'
-QUIET_RULES = ('lesson', 'fiction')  # policy.yaml: <kind>_markers, <kind>_categories
+QUIET_RULES = ('lesson', 'fiction', 'resolved')  # policy.yaml: <kind>_markers, <kind>_categories
 BENIGN_FILE = 'benign.yaml'
 CATEGORY_KEYS = {'category', 'description', 'phrases', 'words', 'regex', 'morphs', 'chosung',
                  'allow', 'output', 'exemplars'}
@@ -120,14 +120,18 @@ def _compose_jamo(run: str) -> str:
 
 
 def _join_letters(text: str) -> str:
-    """Join runs of three or more one-letter words: "죽 고 싶 어" -> "죽고싶어"."""
+    """Join runs of one-letter words: "죽 고 싶 어" -> "죽고싶어", "ㅅ ㅂ" -> "ㅅㅂ".
+
+    Three or more letters are joined; two are joined when both are jamo (초성 typed apart).
+    """
     words = text.split(' ')
     out, run = [], []
     for w in words + ['']:
         if len(w) == 1 and w.isalpha():
             run.append(w)
             continue
-        out.extend([''.join(run)] if len(run) >= 3 else run)
+        joined = len(run) >= 3 or (len(run) == 2 and all(_JAMO_RUN.fullmatch(c) for c in run))
+        out.extend([''.join(run)] if joined else run)
         run = []
         out.append(w)
     return ' '.join(x for x in out if x)
@@ -366,8 +370,9 @@ class SafetyChecker:
         self.guard = _alternation([r'\s*'.join(map(re.escape, compact(normalise(g))))
                                    for g in policy.get('guidance_markers') or []],
                                   config_dir / POLICY_FILE, 'guidance_markers')
-        # Context rules: a sentence that repeats a taught rule (lesson) or talks about a film,
-        # a game or a story (fiction) quiets the listed categories on input.
+        # Context rules: a sentence that repeats a taught rule (lesson), talks about a film,
+        # a game or a story (fiction) or tells of a quarrel already made up (resolved) quiets
+        # the listed categories on input.
         self.quiet = []
         for kind in QUIET_RULES:
             markers = _alternation([r'\s*'.join(map(re.escape, compact(normalise(g))))

@@ -10,7 +10,6 @@ the exit status is 3 when the file held no speech.
 """
 
 import argparse
-import gc
 import logging
 import queue
 import sys
@@ -25,7 +24,8 @@ from kidscare_llm.core.audio import has_device, load_for_stt, STT_RATE
 from kidscare_llm.core.errors import KidscareError
 from kidscare_llm.core.settings import STT_NODE
 from kidscare_llm.core.stt import Microphone, Segmenter, Transcriber, VadSettings
-from kidscare_llm.transport import create, MSG_BOOL, MSG_STRING, Transport
+from kidscare_llm.nodes.runner import run_node
+from kidscare_llm.transport import MSG_BOOL, MSG_STRING, Transport
 
 log = logging.getLogger('kidscare_llm.stt_node')
 
@@ -228,44 +228,18 @@ def _split_args(argv: List[str]):
 
 
 def run(argv: List[str], **transport_options) -> int:
-    """Create the transport and the node; spin, or transcribe --file and exit."""
-    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
+    """Run the node: spin, or transcribe --file, publish and exit (3: no speech in it)."""
     options, args = _split_args(list(argv))
-    try:
-        transport = create(STT_NODE, options.transport, args=args, **transport_options)
-    except KidscareError as exc:
-        print(f'stt_node: {exc}', file=sys.stderr)
-        return 1
-    try:
-        node = SttNode(transport)
-    except KidscareError as exc:
-        print(f'stt_node: {exc}', file=sys.stderr)
-        transport.shutdown()
-        return 1
-    except KeyboardInterrupt:
-        print('stt_node: stopped during start-up', file=sys.stderr)
-        transport.shutdown()
-        return 130
-    code = 0
-    try:
+
+    def body(node: SttNode, transport: Transport) -> int:
         if options.file:
             count = node.run_file(options.file, options.realtime)
             log.info('%s: %d utterance(s) published', options.file, count)
-            code = 0 if count else 3
-        else:
-            node.start_listening()
-            transport.spin()
-    except KidscareError as exc:
-        print(f'stt_node: {exc}', file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:  # Ctrl-C, or SIGINT from ros2 launch: a normal stop
-        pass
-    finally:
-        node.close()
-        transport.shutdown()
-        del node
-        gc.collect()
-    return code
+            return 0 if count else 3
+        node.start_listening()
+        transport.spin()
+        return 0
+    return run_node(STT_NODE, SttNode, options.transport, args, body, **transport_options)
 
 
 def main(args=None) -> int:

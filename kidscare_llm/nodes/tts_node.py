@@ -11,7 +11,6 @@ that reply's sentences (until its /robot_reply) are not spoken.
 """
 
 import argparse
-import gc
 import json
 import logging
 from pathlib import Path
@@ -21,10 +20,10 @@ from typing import Callable, Optional
 
 from kidscare_llm.core import paths
 from kidscare_llm.core.audio import has_device, Player, VoiceError
-from kidscare_llm.core.errors import KidscareError
 from kidscare_llm.core.settings import TTS_NODE
 from kidscare_llm.core.tts import Speaker, Synthesizer
-from kidscare_llm.transport import create, MSG_BOOL, MSG_STRING, Transport
+from kidscare_llm.nodes.runner import run_node
+from kidscare_llm.transport import MSG_BOOL, MSG_STRING, Transport
 
 log = logging.getLogger('kidscare_llm.tts_node')
 HEARTBEAT_S = 1.0
@@ -124,33 +123,8 @@ class TtsNode:
 
 
 def run(transport_name: Optional[str] = None, args=(), **transport_options) -> int:
-    """Create the transport and the node, spin until Ctrl-C; 1 with one clear line on error."""
-    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
-    try:
-        transport = create(TTS_NODE, transport_name, args=args, **transport_options)
-    except KidscareError as exc:
-        print(f'tts_node: {exc}', file=sys.stderr)
-        return 1
-    try:
-        node = TtsNode(transport)
-    except KidscareError as exc:
-        print(f'tts_node: {exc}', file=sys.stderr)
-        transport.shutdown()
-        return 1
-    except KeyboardInterrupt:
-        print('tts_node: stopped during start-up', file=sys.stderr)
-        transport.shutdown()
-        return 130
-    try:
-        transport.spin()
-    except KeyboardInterrupt:  # Ctrl-C, or SIGINT from ros2 launch: a normal stop
-        pass
-    finally:
-        node.close()
-        transport.shutdown()
-        del node
-        gc.collect()
-    return 0
+    """Run the TTS node until Ctrl-C; 1 with one clear line on a configuration error."""
+    return run_node(TTS_NODE, TtsNode, transport_name, args, **transport_options)
 
 
 def main(args=None) -> int:
