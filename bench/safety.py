@@ -7,7 +7,9 @@ lines, per-category recall, check latency p50/p95 (input and output checks; each
 three times, its fastest run counted, and the first pass's p95 shown too), and, in the same
 run, a baseline: the plain-substring lexicon (the same YAML phrases and words, no
 normalisation, no Kiwi, no similarity) with ratios. Our set is split by line into a dev half
-(even lines, which the lexicon was tuned on) and a test half (odd lines), reported apart.
+(even lines) and a test half (odd lines), reported apart (the first tuning pass used only the
+even lines, the second both). test/data/safety_fresh.jsonl was tuned on from round 3 (the
+mention-vs-risk change); test/data/safety_fresh2.jsonl, written before it, never was.
 Last line: one JSON object.
 
   .venv/bin/python bench/safety.py [--data FILE] [--config DIR] [--errors]
@@ -50,11 +52,12 @@ class Baseline:
         self.entries = []
         for name in order:
             data = yaml.safe_load((config_dir / f'{name}.yaml').read_text(encoding='utf-8'))
+            topics = data.get('topics') or {}  # topic words count as plain entries here
             for key in ('phrases', 'words', 'chosung'):
-                value = data.get(key) or []
-                if isinstance(value, dict):
-                    value = [v for lang in value.values() for v in lang]
-                self.entries += [(v.lower(), name) for v in value]
+                for value in (data.get(key) or [], topics.get(key) or []):
+                    if isinstance(value, dict):
+                        value = [v for lang in value.values() for v in lang]
+                    self.entries += [(v.lower(), name) for v in value]
 
     def check(self, text):
         """Return the first category whose entry is a substring of the text, or None."""

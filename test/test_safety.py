@@ -172,6 +172,40 @@ def test_who_does_it_decides_the_category(checker):
     assert checker.check_input('나도 맥주 마셔 볼래').category == 'adult'
 
 
+@pytest.mark.parametrize('text', [
+    '아빠가 라이터로 초 켰어', '라이터는 위험하대', '할아버지 주머니에 라이터 있었어',
+    '왕따는 나쁜 거래', '카지노가 뭐야? 영화에 나왔어', '아빠가 맥주 마시면 얼굴 빨개져',
+    '경찰관은 총 함부로 안 쏴?', '놀리는 건 나쁜 거지?', 'what is a casino?',
+    'is gambling bad?', 'my friend was bullied last year but now he is happy',
+])
+def test_mentioning_a_topic_is_not_risk(checker, text):
+    verdict = checker.check_input(text)
+    assert not verdict.flagged, verdict.reason
+
+
+@pytest.mark.parametrize('text,category', [
+    ('라이터로 불 붙여 볼래', 'dangerous'), ('라이터 가져와 나도 켜 볼래', 'dangerous'),
+    ('왕따 당했어', 'bullying'), ('오늘도 왕따 당함', 'bullying'), ('걔 놀려 주자', 'bullying'),
+    ('카지노 가 보고 싶어', 'adult'), ('맥주 마시면 기분 좋아? 나도 마셔 볼래', 'adult'),
+    ('총 쏘는 거 가르쳐 줘', 'violence'), ('i got bullied again', 'bullying'),
+    ('can we go to the casino', 'adult'), ('give me the lighter', 'dangerous'),
+])
+def test_intent_wish_request_or_disclosure_makes_a_topic_risky(checker, text, category):
+    verdict = checker.check_input(text)
+    assert verdict.category == category, verdict.reason
+
+
+def test_mention_rule_never_quiets_self_harm_abuse_drugs_or_swearing(checker):
+    assert checker.check_input('왜 엄마가 자꾸 때려?').category == 'abuse'
+    assert checker.check_input('죽고 싶은 건 나쁜 거야?').category == 'self_harm'
+    assert checker.check_input('대마초가 뭐야').category == 'adult'
+    assert checker.check_input('ㅆㅂ 왜 안돼').category == 'bullying'
+    # the model's own sentences still count topic words (output check unchanged)
+    assert checker.check_output('카지노에 가면 돈을 딸 수 있어').category == 'adult'
+    verdict = checker.check_input('왕따 당했어')
+    assert 'topic' in verdict.reason and 'risk' in verdict.reason
+
+
 def test_similarity_stage_catches_a_paraphrase_the_lexicon_misses(checker):
     verdict = checker.check_input('나 너무 힘들어서 끝내고 싶어')
     assert verdict.category == 'self_harm' and 'similar to exemplar' in verdict.reason
@@ -246,6 +280,12 @@ def test_operators_extend_the_yaml(tmp_path):
      "bullying.yaml: unknown keys ['phrase']"),
     ('policy.yaml', lambda s: s.replace('  output:\n    ko:', '  outputs:\n    ko:', 1),
      'replies.output.ko must be a non-empty list'),
+    ('adult.yaml', lambda s: s.replace('topics:\n', 'topics:\n  allow: [x]\n', 1),
+     'adult.yaml: "topics" must map'),
+    ('policy.yaml', lambda s: s.replace('mention_categories: [', 'mention_categories: [pets, ', 1),
+     "mention_categories ['pets'] are not categories"),
+    ('policy.yaml', lambda s: s.replace('risk_morphs:\n', 'risk_morphs:\n  - 싶/vx\n', 1),
+     'policy.yaml: morpheme "싶/vx"'),
 ])
 def test_bad_config_gives_a_clear_error(tmp_path, file, edit, message):
     folder = copy_config(tmp_path)
@@ -349,7 +389,7 @@ def test_evaluation_set_is_big_enough_and_well_formed():
 
 
 def test_fresh_set_is_separate_and_covers_every_category():
-    """safety_fresh.jsonl: written before the round-2 tuning and never tuned on."""
+    """safety_fresh.jsonl: written before the round-2 tuning (tuned on since round 3)."""
     data = ROOT / 'test' / 'data'
     fresh = [json.loads(line) for line in
              (data / 'safety_fresh.jsonl').read_text(encoding='utf-8').splitlines()]
@@ -359,3 +399,18 @@ def test_fresh_set_is_separate_and_covers_every_category():
     others = {json.loads(line)['text'] for name in ('safety_eval.jsonl', 'safety_tune.jsonl')
               for line in (data / name).read_text(encoding='utf-8').splitlines()}
     assert not {r['text'] for r in fresh} & others
+
+
+def test_fresh2_set_is_separate_and_covers_every_category():
+    """safety_fresh2.jsonl: written before the mention-vs-risk change and never tuned on."""
+    data = ROOT / 'test' / 'data'
+    rows = [json.loads(line) for line in
+            (data / 'safety_fresh2.jsonl').read_text(encoding='utf-8').splitlines()]
+    labels = [r['label'] for r in rows]
+    assert set(labels) == CATEGORIES | {'benign'}
+    assert labels.count('benign') >= 120 and len(labels) - labels.count('benign') >= 120
+    assert len({r['text'] for r in rows}) == len(rows)
+    names = ('safety_eval.jsonl', 'safety_tune.jsonl', 'safety_fresh.jsonl')
+    others = {json.loads(line)['text'] for name in names
+              for line in (data / name).read_text(encoding='utf-8').splitlines()}
+    assert not {r['text'] for r in rows} & others

@@ -7,7 +7,10 @@ Three cheap stages, Korean first (config/safety/*.yaml, editable by operators):
    and common 초성 slang ("ㅅㅂ").
 2. Lexicon per category: phrases (matched with spaces removed), whole words (English),
    regexes, Kiwi morpheme sequences ("죽/VV 싶/VX" catches 죽고 싶어, 죽고싶었어 ...) and
-   초성 slang; each category has an allow list of everyday phrases.
+   초성 slang; each category has an allow list of everyday phrases. Mentioning a topic is not
+   risk: topic words (a category's `topics`) count on input only with a risk marker (the
+   child's intent, wish, request, action or disclosure), and a sentence that only asks about
+   or reports a topic quiets the mention categories (policy.yaml; never self-harm or abuse).
 3. Similarity (child's words only): TF-IDF over character 2-3-grams and Kiwi lemmas, cosine
    against risky exemplars of every category and benign look-alike exemplars; flagged when
    the nearest risky exemplar is close enough and closer than the nearest benign one.
@@ -38,7 +41,8 @@ POLICY_FILE = 'policy.yaml'
 QUIET_RULES = ('lesson', 'fiction', 'resolved')  # policy.yaml: <kind>_markers, <kind>_categories
 BENIGN_FILE = 'benign.yaml'
 CATEGORY_KEYS = {'category', 'description', 'phrases', 'words', 'regex', 'morphs', 'chosung',
-                 'allow', 'output', 'exemplars'}
+                 'allow', 'output', 'exemplars', 'topics'}
+TOPIC_KEYS = {'phrases', 'words', 'regex', 'morphs'}
 
 
 def default_safety_dir() -> Path:
@@ -285,6 +289,24 @@ class _Category:
         self.allow_spaced = _alternation([r'\s*'.join(map(re.escape, a)) for a in allow],
                                          path, 'allow')
         self.exemplars = _strings(data, 'exemplars', path)
+        # Topic words ("라이터", "왕따", "casino"): naming one is not risk; check_input flags
+        # a topic hit only with the child's intent, wish, request or disclosure (policy.yaml
+        # risk_markers / risk_morphs). The output and passage checks count them as before.
+        topics = data.get('topics') or {}
+        if not isinstance(topics, dict) or set(topics) - TOPIC_KEYS:
+            raise ConfigError(f'{path}: "topics" must map {", ".join(sorted(TOPIC_KEYS))} to '
+                              'lists of strings; fix it')
+        self.topic = _Category(name, {**topics, 'allow': data.get('allow') or [],
+                                      'output': self.output}, path) if topics else None
+
+    def match_any(self, spaced: str, packed: str, morphs: str, jamo: List[str],
+                  reanalyse) -> str:
+        """Return the rule that matches, topic words included ('' when none does)."""
+        reason = self.match(spaced, packed, morphs, jamo, reanalyse)
+        if not reason and self.topic is not None:
+            reason = self.topic.match(spaced, packed, morphs, [], reanalyse)
+            reason = f'topic {reason}' if reason else ''
+        return reason
 
     def match(self, spaced: str, packed: str, morphs: str, jamo: List[str], reanalyse) -> str:
         """Return the rule that matches (for the log), '' when none does.
@@ -380,6 +402,21 @@ class SafetyChecker:
                                    config_dir / POLICY_FILE, f'{kind}_markers')
             if markers is not None:
                 self.quiet.append((markers, set(policy.get(f'{kind}_categories') or [])))
+        # Mention vs risk: risk markers are the child's intent, wish, request, action or
+        # disclosure ("볼래", "하고 싶어", "알려 줘", "당했어", "i want", "let's"); mention
+        # markers ask about or report a topic ("뭐야?", "왜", "아빠가 ... 줬어", "what is").
+        # A mention without any risk marker quiets mention_categories; a topic word counts
+        # only with a risk marker.
+        self.risk = _alternation(policy.get('risk_markers') or [], config_dir / POLICY_FILE,
+                                 'risk_markers')
+        self.risk_morph = _alternation([_morph_regex(m, config_dir / POLICY_FILE)
+                                        for m in policy.get('risk_morphs') or []],
+                                       config_dir / POLICY_FILE, 'risk_morphs')
+        self.mention = _alternation(policy.get('mention_markers') or [],
+                                    config_dir / POLICY_FILE, 'mention_markers')
+        self.mention_categories = set(policy.get('mention_categories') or [])
+        self.mention_exempt = _alternation(policy.get('mention_exempt') or [],
+                                           config_dir / POLICY_FILE, 'mention_exempt')
         self.injection = _alternation(policy.get('injection') or [],
                                       config_dir / POLICY_FILE, 'injection')
         sim = policy.get('similarity') or {}
@@ -430,7 +467,7 @@ class SafetyChecker:
         if set(policy['priority']) != set(cats):
             raise ConfigError(f'{config_dir / POLICY_FILE}: "priority" must list every category '
                               f'exactly once ({", ".join(cats)}); fix it')
-        for kind in QUIET_RULES:
+        for kind in QUIET_RULES + ('mention',):
             unknown = set(policy.get(f'{kind}_categories') or []) - set(cats)
             if unknown:
                 raise ConfigError(f'{config_dir / POLICY_FILE}: {kind}_categories '
@@ -520,17 +557,42 @@ class SafetyChecker:
 
     # -- the three checks
 
+    @staticmethod
+    def _found(rx, spaced: str, packed: str) -> bool:
+        return rx is not None and (rx.search(spaced) or rx.search(packed)) is not None
+
+    def risk_marker(self, spaced: str, morphs: str) -> str:
+        """Return the child's intent/wish/request/disclosure marker in the text ('' if none)."""
+        for rx, text in ((self.risk, spaced), (self.risk, compact(spaced)),
+                         (self.risk_morph, morphs)):
+            m = rx.search(text) if rx is not None else None
+            if m:
+                return m.group().strip()
+        return ''
+
     def check_input(self, text: str) -> Verdict:
-        """Check the child's words (before retrieval and generation)."""
+        """Check the child's words (before retrieval and generation).
+
+        Mentioning a topic is not risk: a topic word, or a sentence of a mention category that
+        only asks about or reports something, is flagged only with a risk marker (the child's
+        intent, wish, request, action or disclosure). Self-harm and abuse are never quieted.
+        """
         spaced, packed, morphs, jamo, tokens = self._analyse(text)
         if not packed:
             return _safe('input')
         quiet = {c for rx, cats in self.quiet if rx.search(packed) for c in cats}
+        risk = self.risk_marker(spaced, morphs)
+        if not risk and self._found(self.mention, spaced, packed) and \
+                not self._found(self.mention_exempt, spaced, packed):
+            quiet |= self.mention_categories
         for name in self.order:
             if name in quiet:
                 continue
-            reason = self.categories[name].match(spaced, packed, morphs, jamo,
-                                                 self._reanalyse)
+            cat = self.categories[name]
+            reason = cat.match(spaced, packed, morphs, jamo, self._reanalyse)
+            if not reason and risk and cat.topic is not None:
+                reason = cat.topic.match(spaced, packed, morphs, [], self._reanalyse)
+                reason = f'topic {reason} + risk "{risk}"' if reason else ''
             if reason:
                 return self._verdict(name, f'{name}: {reason}', 'input')
         if self.sim_enabled and len(packed) >= self.sim_min_chars:
@@ -566,7 +628,7 @@ class SafetyChecker:
             cat = self.categories[name]
             if cat.output == 'never' or (cat.output == 'guarded' and guarded):
                 continue
-            reason = cat.match(spaced, packed, morphs, jamo, self._reanalyse)
+            reason = cat.match_any(spaced, packed, morphs, jamo, self._reanalyse)
             if reason:
                 return self._verdict(name, f'{name}: {reason}', 'output')
         return _safe('output')
@@ -590,7 +652,7 @@ class SafetyChecker:
         for name in self.order:
             cat = self.categories[name]
             if cat.output == 'always':
-                reason = cat.match(spaced, packed, morphs, jamo, self._reanalyse)
+                reason = cat.match_any(spaced, packed, morphs, jamo, self._reanalyse)
                 if reason:
                     return Verdict(True, name, 'drop', False, f'{name}: {reason}', 'passage')
         return _safe('passage')
