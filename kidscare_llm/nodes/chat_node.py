@@ -24,7 +24,7 @@ from kidscare_llm.core.chunker import PieceBatcher
 from kidscare_llm.core.errors import EmptyUtterance, InputError
 from kidscare_llm.core.settings import CHAT_NODE
 from kidscare_llm.nodes.runner import run_node
-from kidscare_llm.transport import KEEP_ALL, MSG_STRING, Transport
+from kidscare_llm.transport import DEEP, KEEP_ALL, MSG_STRING, Transport
 
 log = logging.getLogger('kidscare_llm.chat_node')
 
@@ -43,12 +43,13 @@ class ChatNode:
         self.warm_start = params['memory.warm_start']
         self.cancel = threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, params['chat.queue_size']))
-        # Utterances and answers are never overwritten in a history (KEEP_ALL): a flood slows
-        # its publisher down instead of losing messages; the token stream may drop pieces.
-        self.publish_reply = transport.publisher('robot_reply', MSG_STRING, KEEP_ALL)
-        self.publish_partial = transport.publisher('robot_reply_partial', MSG_STRING, KEEP_ALL)
-        self.publish_sources = transport.publisher('robot_reply_sources', MSG_STRING, KEEP_ALL)
-        publish_alert = transport.publisher('caregiver_alert', MSG_STRING, KEEP_ALL)
+        # Utterances are never overwritten in our history (KEEP_ALL: a flood slows its publisher
+        # down instead of losing messages); answers keep a DEEP history that never blocks us.
+        # The token stream may drop pieces.
+        self.publish_reply = transport.publisher('robot_reply', MSG_STRING, DEEP)
+        self.publish_partial = transport.publisher('robot_reply_partial', MSG_STRING, DEEP)
+        self.publish_sources = transport.publisher('robot_reply_sources', MSG_STRING, DEEP)
+        publish_alert = transport.publisher('caregiver_alert', MSG_STRING, DEEP)
         self.engine.on_alert = lambda alert: publish_alert(json.dumps(alert, ensure_ascii=False))
         self.publish_stream: Optional[Callable[[str], None]] = None
         if params['chat.stream_tokens']:

@@ -14,6 +14,10 @@ SRV_TRIGGER = 'std_srvs/srv/Trigger'
 # unread message: a reader that falls behind slows the writer down instead of losing data.
 DEPTH = 10
 KEEP_ALL = None
+# A writer's history deep enough for any burst of answers: unlike KEEP_ALL it never blocks the
+# writing thread (a blocked write can stall the DDS receive thread that must process the very
+# acknowledgements it waits for), yet a reader keeping up loses nothing.
+DEEP = 1000
 
 # A Trigger handler takes nothing and returns (success, message).
 TriggerHandler = Callable[[], Tuple[bool, str]]
