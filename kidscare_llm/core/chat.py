@@ -425,7 +425,8 @@ def build_engine(params: Mapping[str, Any], backend=None) -> ChatEngine:
         from kidscare_llm.core.safety import SafetyChecker
 
         config = Path(params['safety.config_dir']) if params['safety.config_dir'] else None
-        safety = SafetyChecker.load(config).warm_up()
+        kiwi = knowledge.analyzer.kiwi if knowledge is not None else None  # one Kiwi, 500 MB
+        safety = SafetyChecker.load(config, kiwi=kiwi).warm_up()
         log.info('child safety: checks on input%s, config %s',
                  ' and every spoken sentence' if params['safety.check_output'] else '',
                  config or 'packaged')

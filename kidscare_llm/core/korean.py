@@ -14,6 +14,11 @@ class KoreanAnalyzer:
 
         self._kiwi = Kiwi()
 
+    @property
+    def kiwi(self):
+        """The Kiwi instance itself (about 500 MB: share it, e.g. with the safety checker)."""
+        return self._kiwi
+
     @staticmethod
     def _content(tokens) -> List[str]:
         return [t.form.lower() for t in tokens if t.tag.startswith(CONTENT_TAGS)]
