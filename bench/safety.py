@@ -9,7 +9,8 @@ run, a baseline: the plain-substring lexicon (the same YAML phrases and words, n
 normalisation, no Kiwi, no similarity) with ratios. Our set is split by line into a dev half
 (even lines) and a test half (odd lines), reported apart (the first tuning pass used only the
 even lines, the second both). test/data/safety_fresh.jsonl was tuned on from round 3 (the
-mention-vs-risk change); test/data/safety_fresh2.jsonl, written before it, never was.
+mention-vs-risk change), test/data/safety_fresh2.jsonl from round 4;
+test/data/safety_fresh3.jsonl, written before round 4, never was.
 Last line: one JSON object.
 
   .venv/bin/python bench/safety.py [--data FILE] [--config DIR] [--errors]
