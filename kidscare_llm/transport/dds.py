@@ -158,9 +158,15 @@ class DdsTransport(Transport):
         listener = None
         if on_sample is not None:
             def on_data_available(reader):
-                for sample in reader.take(N=64):
-                    if sample.sample_info.valid_data:  # not a writer-gone notice
-                        on_sample(sample)
+                # Drain everything: the listener fires on new data, not on data left unread, so
+                # a backlog left behind (KEEP_ALL under load) would wait for the next message.
+                while True:
+                    samples = reader.take(N=256)
+                    if not samples:
+                        return
+                    for sample in samples:
+                        if sample.sample_info.valid_data:  # not a writer-gone notice
+                            on_sample(sample)
             listener = self._m.core.Listener(on_data_available=on_data_available)
         reader = self._m.sub.DataReader(self._dp, topic, qos=self._qos(type_key, depth),
                                         listener=listener)
