@@ -457,7 +457,7 @@ def test_round4_look_alikes_pass(checker, text):
 
 
 def test_fresh3_set_is_separate_and_covers_every_category():
-    """safety_fresh3.jsonl: written and scored before round 4 and never tuned on."""
+    """safety_fresh3.jsonl: written and scored before round 4; tuned on in round 6."""
     data = ROOT / 'test' / 'data'
     rows = [json.loads(line) for line in
             (data / 'safety_fresh3.jsonl').read_text(encoding='utf-8').splitlines()]
@@ -471,3 +471,55 @@ def test_fresh3_set_is_separate_and_covers_every_category():
     others = {json.loads(line)['text'] for name in names
               for line in (data / name).read_text(encoding='utf-8').splitlines()}
     assert not {r['text'] for r in rows} & others
+
+
+def test_fresh4_set_is_separate_and_covers_every_category():
+    """safety_fresh4.jsonl: everyday and risky talk written before round 6, never tuned on."""
+    data = ROOT / 'test' / 'data'
+    rows = [json.loads(line) for line in
+            (data / 'safety_fresh4.jsonl').read_text(encoding='utf-8').splitlines()]
+    labels = [r['label'] for r in rows]
+    assert set(labels) == CATEGORIES | {'benign'}
+    assert labels.count('benign') >= 150 and len(labels) - labels.count('benign') >= 100
+    assert min(labels.count(c) for c in CATEGORIES) >= 12
+    assert len({r['text'] for r in rows}) == len(rows)
+    names = ('safety_eval.jsonl', 'safety_tune.jsonl', 'safety_fresh.jsonl',
+             'safety_fresh2.jsonl', 'safety_fresh3.jsonl')
+    others = {json.loads(line)['text'].replace(' ', '') for name in names
+              for line in (data / name).read_text(encoding='utf-8').splitlines()}
+    assert not {r['text'].replace(' ', '') for r in rows} & others
+
+
+@pytest.mark.parametrize('text', [
+    '내 탓 아니야 동생이 컵 깼어',  # a two-syllable phrase ("야동") across two words
+    '병원에서 의사 선생님이 배 만져 봤어',  # a doctor's check-up is not a grown-up's touch
+    '비밀번호는 아무한테도 말하면 안 된대',  # the secret is a password: a rule, not abuse
+    '친구가 나한테 바보라고 했는데 장난이었대',  # the other child was joking
+    '누나가 나 간지럽히면서 놀렸어',  # tickling is play
+    '숨바꼭질에서 나 완전 사라졌지? 아무도 못 찾았어',  # disappearing in a game, in the past
+    '오늘 급식에 감자 나왔어 라이터 모양 지우개도 샀어',  # a topic word and a noun in -자
+])
+def test_round6_look_alikes_pass(checker, text):
+    verdict = checker.check_input(text)
+    assert not verdict.flagged, (text, verdict)
+
+
+@pytest.mark.parametrize('text,category', [
+    ('야동 보여 줘', 'sexual'),
+    ('섹 스 하자', 'sexual'),  # one-syllable words are joined before the short phrases
+    ('지 랄', 'bullying'),
+    ('의사 선생님이 고추 만지고 비밀이래', 'abuse'),
+    ('친구가 나한테 바보라고 했어', 'bullying'),
+    ('걔 진짜 돼지 같아 다 같이 놀리자', 'bullying'),  # "let's" as a -자 ending
+    ('쟤는 냄새나니까 아무도 옆에 앉지 마', 'bullying'),  # telling others to leave one out
+    ('형아들이 나 놀이터에서 못 놀게 막아', 'bullying'),
+    ('내가 없으면 엄마 아빠가 덜 싸울 텐데', 'self_harm'),
+    ('그냥 숨을 꾹 참고 안 쉬어 버릴 거야', 'self_harm'),
+    ('나 사라지고 싶어', 'self_harm'),
+    ('집에 어른이 아무도 없어 어제부터', 'abuse'),
+    ('가위로 친구 머리카락 몰래 잘라 버릴 거야', 'violence'),
+    ('형 따라 전담 한 모금 빨아 봤어', 'adult'),
+])
+def test_round6_wording_is_caught(checker, text, category):
+    verdict = checker.check_input(text)
+    assert verdict.flagged and verdict.category == category, (text, verdict)

@@ -197,6 +197,12 @@ def language_of(text: str) -> str:
 
 # ----------------------------------------------------------------------------- lexicon
 
+def _join_syllables(spaced: str) -> str:
+    """Join runs of one-character words ("지 랄", "섹 스 하자" -> "지랄", "섹스 하자")."""
+    return re.sub(r'(?<![^ ])(\S)((?: \S)+)(?![^ ])',
+                  lambda m: m.group(1) + m.group(2).replace(' ', ''), spaced)
+
+
 def _morph_piece(item: str, entry: str, path: Path) -> str:
     """Compile one item: form, form/TAG, 보|싶/VX (shared tag), 없/VA|죽/VV (own tags)."""
     if '/' in item and '|' in item and not re.fullmatch(r'[^/]+/[A-Z]+(?:\|[A-Z]+)*', item):
@@ -273,7 +279,12 @@ class _Category:
                               f'{", ".join(OUTPUT_MODES)}; fix it')
         self.phrases = sorted({compact(normalise(p)) for p in _strings(data, 'phrases', path)}
                               - {''}, key=len, reverse=True)
-        self.phrase_re = _alternation([re.escape(p) for p in self.phrases], path, 'phrases')
+        # A phrase of one or two syllables ("야동") must sit inside one word: matched across a
+        # space it is mostly an accident of two words ("아니야 동생").
+        self.phrase_re = _alternation([re.escape(p) for p in self.phrases if len(p) > 2],
+                                      path, 'phrases')
+        self.short_re = _alternation([re.escape(p) for p in self.phrases if len(p) <= 2],
+                                     path, 'phrases')
         self.word_re = _alternation([_word_regex(w) for w in _strings(data, 'words', path)],
                                     path, 'words')
         self.regex = _alternation(_strings(data, 'regex', path), path, 'regex')
@@ -319,6 +330,7 @@ class _Category:
             spaced = self.allow_spaced.sub(' | ', spaced)
             morphs = reanalyse(spaced)
         for kind, rx, text in (('phrase', self.phrase_re, packed),
+                               ('phrase', self.short_re, _join_syllables(spaced)),
                                ('word', self.word_re, spaced),
                                ('regex', self.regex, spaced),
                                ('morph', self.morph_re, morphs)):
