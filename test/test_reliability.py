@@ -16,8 +16,11 @@ from ros2_wire import Peer
 pytestmark = pytest.mark.slow
 FAST = ['-p', 'llm.temperature=0', '-p', 'llm.max_tokens=40', '-p', 'chat.queue_size=4']
 OUT = ('/robot_reply_partial', '/robot_reply_stream')
-DOMAIN = int(os.environ['ROS_DOMAIN_ID'])
-KILL_DOMAIN = DOMAIN + 50  # its own domain: the module's other node must not answer for it
+# Domains of their own (valid ids end at 232): participants other test modules leave behind
+# in this process must not subscribe to the flood, and the module's node must not answer for
+# the one killed.
+DOMAIN = 201 + int(os.environ['ROS_DOMAIN_ID']) % 15
+KILL_DOMAIN = 216 + int(os.environ['ROS_DOMAIN_ID']) % 15
 
 
 def start_node(data: Path, *params: str, domain: int = DOMAIN) -> subprocess.Popen:
