@@ -166,7 +166,7 @@ class Conversation:
         if mode == 'streamed' and not self.done.is_set():  # measured: cut the rest (barge-in)
             try:
                 self.dds.call_trigger('/chat_node/cancel', 5)
-            except TransportError:  # the reply to a first call can be lost; it was served
+            except TransportError:  # no answer within 5 s: the reply ends by itself anyway
                 pass
         self.done.wait(max(1.0, deadline - time.time()))
         if self.first_audio is None:

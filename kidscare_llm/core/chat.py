@@ -248,15 +248,15 @@ class ChatEngine:
             emit(chunker.flush())
         raw = ''.join(parts)  # stored as generated, so the next prompt matches the KV cache
         reply.text = raw.strip()
-        if self.safety is not None and self.check_output and not unsafe.is_set() and reply.text:
+        if unsafe.is_set():  # store and send what was spoken, not what the model wrote
+            raw = reply.text = ' '.join(reply.sentences)
+        elif self.safety is not None and self.check_output and reply.text:
             verdict = self.safety.check_output(reply.text)  # what no single sentence showed
             if verdict.flagged:
-                unsafe.set()
                 log.warning('session %s: unsafe reply replaced (%s)', session_id, verdict.reason)
-        if unsafe.is_set():  # store and send what was spoken, not what the model wrote
-            raw = reply.text = ' '.join(reply.sentences) if reply.kind == 'safety' else \
-                self.safety.reply_for(verdict, _language(text))
-            reply.kind = 'safety'
+                raw = reply.text = self.safety.reply_for(verdict, _language(text))
+                reply.kind = 'safety'
+        if reply.kind == 'safety':
             self._forget(session_id)  # the KV cache holds the unsafe text
         if not reply.text and not reply.interrupted:
             key = 'error' if reply.kind == 'error' else 'empty'

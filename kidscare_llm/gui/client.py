@@ -196,10 +196,7 @@ class NodeClient(ChatClient):
                 if kind == 'reset':
                     self._emit(self.reset_done, *self._reset())
                 elif kind == 'cancel':
-                    try:
-                        ok, message = self._call('cancel', 5.0)
-                    except KidscareError:  # the answer may be lost on a new link: once more
-                        ok, message = self._call('cancel', 5.0)
+                    ok, message = self._call('cancel', 5.0)
                     if not ok:
                         self._emit(self.notice, 'cancel_failed', message)
             except KidscareError as exc:
@@ -211,29 +208,9 @@ class NodeClient(ChatClient):
     def _call(self, service: str, timeout: float):
         return self.transport.call_trigger(f'/{self.node_name}/{service}', timeout)
 
-    def _session(self) -> Optional[str]:
-        """Return the node's current session id from ~/describe, or None."""
-        try:
-            ok, message = self._call('describe', 5.0)
-            info = json.loads(message) if ok else {}
-        except (KidscareError, ValueError):
-            return None
-        return info.get('session') if isinstance(info, dict) else None
-
     def _reset(self):
-        """Call ~/reset_session once (it is not idempotent); if its answer is lost, check.
-
-        A plain-DDS service answer can be lost while the node is still discovering a new
-        client; ~/describe then tells whether the new session was started.
-        """
-        before = self._session()
-        try:
-            return self._call('reset_session', 10.0)
-        except KidscareError:
-            after = self._session()
-            if before and after and after != before:
-                return True, f'new session {after} for {self.user}'
-            raise
+        """Call ~/reset_session (the transport re-sends a request whose answer was lost)."""
+        return self._call('reset_session', 10.0)
 
     def _job(self, kind: str, arg: Any, say, switch, ptt, connected: bool) -> None:
         try:

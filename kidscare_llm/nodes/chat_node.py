@@ -63,7 +63,8 @@ class ChatNode:
         transport.serve_trigger('~/describe', self.on_describe)
         self._busy = threading.Condition()
         self._busy_owed, self._busy_latest, self._closing = 0, '', False
-        self._busy_thread = threading.Thread(target=self.safe_busy, name='chat-busy', daemon=True)
+        self._busy_thread = threading.Thread(target=self._answer_busy, name='chat-busy',
+                                             daemon=True)
         self._busy_thread.start()
         self._worker = threading.Thread(target=self._work, name='chat-worker', daemon=True)
         self._worker.start()
@@ -88,7 +89,10 @@ class ChatNode:
                 self._busy.notify()
 
     def _answer_busy(self) -> None:
-        """Publish the owed 'busy' answers on robot_reply; speak and log them at a bounded rate."""
+        """Publish the owed 'busy' answers on robot_reply; speak and log them at a bounded rate.
+
+        Runs on its own thread until close(); a failed write is logged and the loop goes on.
+        """
         spoken = logged = float('-inf')
         unlogged = 0
         while True:
@@ -103,11 +107,14 @@ class ChatNode:
                 log.warning('queue full (%d waiting): answered busy to %d utterance(s), latest '
                             '%.40r', self._queue.qsize(), unlogged, latest)
                 logged, unlogged = now, 0
-            if now - spoken >= BUSY_SPOKEN_EVERY_S:
-                spoken = now
-                self.publish_partial(SPOKEN['busy'])
-            for _ in range(owed):
-                self.publish_reply(SPOKEN['busy'])
+            try:
+                if now - spoken >= BUSY_SPOKEN_EVERY_S:
+                    spoken = now
+                    self.publish_partial(SPOKEN['busy'])
+                for _ in range(owed):
+                    self.publish_reply(SPOKEN['busy'])
+            except Exception as exc:  # a failed write must not end the busy answers
+                log.error('busy answer failed: %s', exc)
 
     def on_session(self, user: str) -> None:
         """Switch the current speaker; each user keeps their own history."""
@@ -169,15 +176,6 @@ class ChatNode:
                 self.publish_reply(SPOKEN['error'])
             finally:
                 self._queue.task_done()
-
-    def safe_busy(self) -> None:
-        """Run _answer_busy until close(), restarting it (logged) if a publish fails."""
-        while not self._closing:
-            try:
-                self._answer_busy()
-            except Exception as exc:  # a failed write must not end the busy answers
-                log.error('busy answer failed: %s', exc)
-                time.sleep(0.1)
 
     def close(self) -> None:
         """Stop the worker after the current reply."""
