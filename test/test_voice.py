@@ -57,16 +57,12 @@ def voice_dir(tmp_path_factory):
     return root
 
 
-_ALIVE = []  # DDS entities with listeners must outlive every callback: never collected
-
-
 class Probe:
     """One DDS participant for the module that records Bool and String topics by name."""
 
     def __init__(self):
         self.transport = DdsTransport('voice_probe')
         self.got = {}
-        _ALIVE.append(self)
 
     def watch(self, topic, msg_type, parse=None):
         """Start recording a topic (once); return its queue of (wall time, value)."""
@@ -79,16 +75,16 @@ class Probe:
 
 @pytest.fixture(scope='module')
 def probe():
-    """The module's listening participant."""
-    return Probe()
+    """The module's listening participant (shut down after the module: no listener outlives it)."""
+    p = Probe()
+    yield p
+    p.transport.shutdown()
 
 
 @pytest.fixture(scope='module')
 def peer():
     """The module's independent ROS 2-wire peer (String topics)."""
-    p = Peer(int(os.environ['ROS_DOMAIN_ID']))
-    _ALIVE.append(p)
-    return p
+    return Peer(int(os.environ['ROS_DOMAIN_ID']))
 
 
 def drain(q):

@@ -22,9 +22,6 @@ log = logging.getLogger('kidscare_llm.gui')
 PTT_TOPIC = '/stt_node/push_to_talk'
 LISTENING_TOPIC = '/stt_node/listening'
 ECHO_S = 10.0  # how long an utterance we sent may take to come back to our own subscription
-# Closed transports stay referenced: deleting DDS readers while their listeners may still fire
-# is not safe in cyclonedds' Python binding; they go with the process.
-_RETIRED = []
 
 
 class ChatClient(QObject):
@@ -181,7 +178,6 @@ class NodeClient(ChatClient):
         finally:
             self._calls.put(('stop', None))
             t.shutdown()
-            _RETIRED.append(t)
 
     def _call_services(self) -> None:
         """Make the Trigger calls (they wait for the node) without holding up the topics."""

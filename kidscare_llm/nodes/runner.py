@@ -5,6 +5,7 @@ configuration error, a quiet exit on Ctrl-C or SIGINT from ros2 launch, and nati
 freed while their libraries can still clean up.
 """
 
+import faulthandler
 import gc
 import logging
 import sys
@@ -25,6 +26,7 @@ def run_node(node_name: str, factory: Callable[[Transport], object],
     during start-up.
     """
     logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
+    faulthandler.enable()  # a native crash leaves every thread's Python stack in the log
     try:
         transport = create(node_name, transport_name, args=args, **transport_options)
     except KidscareError as exc:

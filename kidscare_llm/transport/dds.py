@@ -6,6 +6,7 @@ against rclpy with rmw_cyclonedds_cpp in both directions (see ../shared/DESIGN.m
 """
 
 from collections import OrderedDict
+from contextlib import contextmanager
 import os
 from pathlib import Path
 import queue
@@ -13,7 +14,7 @@ import random
 import threading
 import time
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 from kidscare_llm.core import paths, settings
 from kidscare_llm.transport.base import (DEPTH, KEEP_ALL, MSG_BOOL, MSG_STRING, resolve_name,
@@ -118,6 +119,8 @@ class DdsTransport(Transport):
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._services: Optional[queue.Queue] = None
+        self._in_listener = threading.local()  # set on a DDS thread while it runs our callback
+        self._closed = False
 
     # -- names and QoS -------------------------------------------------------------------
     def resolve(self, name: str) -> str:
@@ -155,21 +158,44 @@ class DdsTransport(Transport):
     def _reader(self, dds_name: str, type_key: str, on_sample: Optional[Callable] = None,
                 depth: Optional[int] = DEPTH):
         topic = self._topic(dds_name, type_key)
-        listener = None
-        if on_sample is not None:
-            def on_data_available(reader):
-                # Drain everything: the listener fires on new data, not on data left unread, so
-                # a backlog left behind (KEEP_ALL under load) would wait for the next message.
-                while True:
-                    samples = reader.take(N=256)
-                    if not samples:
-                        return
-                    for sample in samples:
-                        if sample.sample_info.valid_data:  # not a writer-gone notice
-                            on_sample(sample)
-            listener = self._m.core.Listener(on_data_available=on_data_available)
-        reader = self._m.sub.DataReader(self._dp, topic, qos=self._qos(type_key, depth),
-                                        listener=listener)
+        qos = self._qos(type_key, depth)
+        if on_sample is None:
+            reader = self._m.sub.DataReader(self._dp, topic, qos=qos)
+            self._entities.append((reader, None))
+            return reader
+        # Samples can arrive (and the listener fire) before the Python reader object exists;
+        # cyclonedds then hands the callback None. Such a wake-up is remembered and the reader
+        # drained once it exists, so nothing waits for the next message.
+        state = SimpleNamespace(reader=None, missed=False, lock=threading.Lock(),
+                                drain=threading.Lock())
+
+        def drain(reader) -> None:
+            # Everything, in order: the listener fires on new data, not on data left unread.
+            with state.drain:
+                self._in_listener.active = True
+                try:
+                    while not self._stop.is_set():
+                        samples = reader.take(N=256)
+                        if not samples:
+                            return
+                        for sample in samples:
+                            if sample.sample_info.valid_data:  # not a writer-gone notice
+                                on_sample(sample)
+                finally:
+                    self._in_listener.active = False
+
+        def on_data_available(_reader) -> None:
+            with state.lock:
+                reader, state.missed = state.reader, state.reader is None
+            if reader is not None:
+                drain(reader)
+        listener = self._m.core.Listener(on_data_available=on_data_available)
+        reader = self._m.sub.DataReader(self._dp, topic, qos=qos, listener=listener)
+        with state.lock:
+            state.reader, missed = reader, state.missed
+        if missed:
+            threading.Thread(target=drain, args=(reader,), name=f'{dds_name}-first',
+                             daemon=True).start()
         self._entities.append((reader, listener))
         return reader
 
@@ -186,22 +212,24 @@ class DdsTransport(Transport):
         name = self.resolve(topic)
         writer = self._writer('rt' + name, msg_type, depth)
         cls = self._m.types[msg_type]
-        if depth is not KEEP_ALL:
-            return lambda value: writer.write(cls(data=value))
+        # A KEEP_ALL write waits for a slow reader's acknowledgements; on a busy CPU that can
+        # take longer than one blocking period: wait again rather than lose the message.
+        patience = KEEP_ALL_PATIENCE_S if depth is KEEP_ALL else 0.0
 
-        def write_all(value) -> None:
-            # A KEEP_ALL write waits for a slow reader's acknowledgements; on a busy CPU that can
-            # take longer than one blocking period: wait again rather than lose the message.
-            deadline = time.monotonic() + KEEP_ALL_PATIENCE_S
+        def write(value) -> None:
+            deadline = time.monotonic() + patience
             while True:
                 try:
                     return writer.write(cls(data=value))
                 except self._m.core.DDSException as exc:
+                    if self._closed:
+                        self.log.debug('%s: not written, the transport is shut down', name)
+                        return None
                     if 'TIMEOUT' not in str(exc) or self._stop.is_set() or \
                             time.monotonic() > deadline:
                         raise TransportError(f'{name}: write failed: {exc}') from None
                     self.log.warning('%s: readers are slow to acknowledge, still writing', name)
-        return write_all
+        return write
 
     def subscribe(self, topic: str, msg_type: str, callback: Callable[[Any], None],
                   depth: Optional[int] = DEPTH) -> None:
@@ -265,7 +293,8 @@ class DdsTransport(Transport):
             try:
                 job()
             except Exception as exc:  # a failed reply must not end the service thread
-                self.log.error('service reply failed: %s', exc)
+                if not self._closed:
+                    self.log.error('service reply failed: %s', exc)
 
     def call_trigger(self, service: str, timeout: float = 10.0) -> Tuple[bool, str]:
         """Call a Trigger service: wait for the server, send, wait for our reply.
@@ -274,6 +303,10 @@ class DdsTransport(Transport):
         repeated request from its cache), so a reply lost to discovery timing is not fatal.
         """
         name = self.resolve(service)
+        with self._in_use(f'service {name}'):
+            return self._call(name, timeout)
+
+    def _call(self, name: str, timeout: float) -> Tuple[bool, str]:
         with self._lock:
             client = self._clients.get(name)
         if client is None:
@@ -303,15 +336,19 @@ class DdsTransport(Transport):
 
     def wait_for_subscribers(self, topic: str, msg_type: str, timeout: float) -> bool:
         """Wait until a reader matches our writer on rt/<topic>."""
-        writer = self._writer('rt' + self.resolve(topic), msg_type)
-        return wait_until(lambda: writer.get_matched_subscriptions(), timeout)
+        name = self.resolve(topic)
+        with self._in_use(name):
+            writer = self._writer('rt' + name, msg_type)
+            return wait_until(lambda: writer.get_matched_subscriptions(), timeout)
 
     def wait_for_publishers(self, topic: str, msg_type: str, timeout: float) -> bool:
         """Wait until a writer matches our reader on rt/<topic> (subscribe() first)."""
-        reader = self._subscribed.get(self.resolve(topic))
-        if reader is None:
-            raise TransportError(f'not subscribed to {self.resolve(topic)}')
-        return wait_until(lambda: reader.get_matched_publications(), timeout)
+        name = self.resolve(topic)
+        with self._in_use(name):
+            reader = self._subscribed.get(name)
+            if reader is None:
+                raise TransportError(f'not subscribed to {name}')
+            return wait_until(lambda: reader.get_matched_publications(), timeout)
 
     def spin(self) -> None:
         """Block until shutdown(); DDS listeners deliver the callbacks meanwhile."""
@@ -323,8 +360,45 @@ class DdsTransport(Transport):
         return self._stop.is_set()
 
     def shutdown(self) -> None:
-        """Stop spin()."""
+        """Stop spin(), detach every listener, then delete the participant and its entities.
+
+        Setting a reader's listener waits for a callback in progress, so once this returns no
+        DDS thread calls into Python again (a process may free its models and exit without a
+        callback arriving mid-finalisation), and peers stop matching our readers at once.
+        Later use raises TransportError; a publisher's write is dropped.
+        """
         self._stop.set()
+        if getattr(self._in_listener, 'active', False):
+            return  # called from one of our callbacks: detaching would wait for itself
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            entities, self._entities = self._entities, []
+            self._clients.clear()
+            self._subscribed.clear()
+            self._writers.clear()
+            self._topics.clear()
+        for reader, listener in entities:
+            if listener is not None:
+                try:
+                    reader.set_listener(None)
+                except self._m.core.DDSException as exc:
+                    self.log.debug('detaching a listener: %s', exc)
+        # cyclonedds deletes an entity (and its children) in __del__; no public call does it.
+        self._m.core.Entity.__del__(self._dp)
+
+    @contextmanager
+    def _in_use(self, what: str) -> Iterator[None]:
+        """Turn DDS errors into TransportError, saying so plainly after shutdown()."""
+        if self._closed:
+            raise TransportError(f'{what}: the transport is shut down')
+        try:
+            yield
+        except self._m.core.DDSException as exc:
+            if self._closed:
+                raise TransportError(f'{what}: the transport is shut down') from None
+            raise TransportError(f'{what}: {exc}') from None
 
     def _check_type(self, msg_type: str) -> None:
         if msg_type not in self._m.types:
