@@ -1,5 +1,8 @@
 """Audio plumbing shared by speech in and out: WAV files, resampling, sound card, playback.
 
+Audio topics carry AudioChunk values (mono float32 and a rate); the transports turn them into
+audio_common_msgs/AudioStamped messages and back (decode_pcm reads any of its sample formats).
+
 Plain numpy plus the standard library; sounddevice (PortAudio) is imported only when a sound
 card is asked for, so a headless robot without libportaudio still runs with WAV output.
 """
@@ -23,8 +26,75 @@ STT_RATE = 16000  # what whisper and Silero VAD expect
 BLOCK_S = 0.02  # playback block: how often a running playback looks at its stop flag
 
 
+# audio_common_msgs/AudioInfo.format: PortAudio's sample format flags
+PA_FLOAT32, PA_INT32, PA_INT16, PA_INT8, PA_UINT8 = 1, 2, 8, 16, 32
+_PCM = {PA_FLOAT32: ('float32_data', 1.0, 0.0), PA_INT32: ('int32_data', 2147483648.0, 0.0),
+        PA_INT16: ('int16_data', 32768.0, 0.0), PA_INT8: ('int8_data', 128.0, 0.0),
+        PA_UINT8: ('uint8_data', 128.0, 128.0)}
+
+
 class VoiceError(KidscareError):
     """Speech in or out cannot work as configured (model, voice, device or audio file)."""
+
+
+@dataclass
+class AudioChunk:
+    """One block of audio on an audio topic: mono float32 samples in [-1, 1] and their rate."""
+
+    samples: np.ndarray
+    rate: int
+
+
+def decode_pcm(fmt: int, channels: int, data) -> np.ndarray:
+    """Return mono float32 from an AudioData-like object (float32_data, int16_data, ...).
+
+    fmt is the PortAudio flag audio_common_msgs uses; interleaved channels are averaged.
+    """
+    if fmt not in _PCM:
+        raise VoiceError(f'audio format {fmt} is not one of {sorted(_PCM)} (PortAudio flags)')
+    field, scale, offset = _PCM[fmt]
+    audio = (np.asarray(getattr(data, field), np.float32) - offset) / scale
+    if channels > 1:
+        audio = audio[:len(audio) - len(audio) % channels].reshape(-1, channels).mean(axis=1)
+    elif channels < 1:
+        raise VoiceError(f'audio with {channels} channels')
+    return audio
+
+
+def chunk_from_stamped(msg) -> AudioChunk:
+    """Read an audio_common_msgs/AudioStamped (either transport's message object)."""
+    info = msg.audio.info
+    return AudioChunk(decode_pcm(info.format, info.channels, msg.audio.audio_data), info.rate)
+
+
+class StreamResampler:
+    """Resample a stream block by block without clicks at the block edges (linear, stateful).
+
+    Good enough for speech recognition; for 16 kHz input (the ROS audio capturers' default)
+    it passes the blocks through untouched.
+    """
+
+    def __init__(self, dst: int):
+        self.dst = dst
+        self.src = 0
+        self._tail = np.zeros(0, np.float32)
+        self._pos = 0.0  # where the next output sample falls, in samples of _tail + block
+
+    def __call__(self, block: np.ndarray, rate: int) -> np.ndarray:
+        """Return block (at rate Hz) resampled to dst Hz, continuing the previous blocks."""
+        if rate != self.src:  # a new stream, or its rate changed: start afresh
+            self.src, self._tail, self._pos = rate, np.zeros(0, np.float32), 0.0
+        if rate == self.dst:
+            return block.astype(np.float32)
+        x = np.concatenate([self._tail, block.astype(np.float32)])
+        step = rate / self.dst
+        count = max(0, int(np.floor((len(x) - 1 - self._pos) / step)) + 1)
+        where = self._pos + step * np.arange(count)
+        out = np.interp(where, np.arange(len(x)), x).astype(np.float32)
+        self._pos += step * count
+        keep = min(int(self._pos), len(x))
+        self._tail, self._pos = x[keep:], self._pos - keep
+        return out
 
 
 def _int_pcm_to_float(raw: bytes, width: int) -> np.ndarray:
@@ -126,12 +196,15 @@ class Player:
     """Plays audio in short blocks on the sound card, or paced in real time when headless.
 
     stop() makes the running play() return within one block (20 ms); with realtime False
-    and no sound card, play() returns at once (WAV output only, for batch synthesis).
+    and no sound card, play() returns at once (WAV output only, for batch synthesis). A sink
+    (an audio topic) gets each block as it is due, so the stream is paced in real time.
     """
 
-    def __init__(self, sound_card: bool, realtime: bool = True):
+    def __init__(self, sound_card: bool, realtime: bool = True,
+                 sink: Optional[Callable[[AudioChunk], None]] = None):
         self.sound_card = sound_card
-        self.realtime = realtime
+        self.realtime = realtime or sink is not None
+        self.sink = sink
         self._stop = threading.Event()
         self._halted = threading.Event()
         self._halted.set()
@@ -156,6 +229,8 @@ class Player:
             elif self.realtime:
                 t0 = time.monotonic()
                 for i in range(0, len(audio), block):
+                    if self.sink is not None:
+                        self.sink(AudioChunk(audio[i:i + block], rate))
                     due = t0 + (i + block) / rate
                     while True:  # sleep to the end of this block, or stop
                         left = due - time.monotonic()

@@ -9,11 +9,11 @@ import logging
 import os
 from typing import Any, Mapping, Optional, Sequence
 
-from kidscare_llm.transport.base import (DEEP, KEEP_ALL, MSG_BOOL, MSG_STRING, parse_ros_args,
-                                         SRV_TRIGGER, Transport, TransportError)
+from kidscare_llm.transport.base import (DEEP, KEEP_ALL, MSG_AUDIO, MSG_BOOL, MSG_STRING,
+                                         parse_ros_args, SRV_TRIGGER, Transport, TransportError)
 
-__all__ = ['DEEP', 'KEEP_ALL', 'MSG_BOOL', 'MSG_STRING', 'SRV_TRIGGER', 'Transport',
-           'TransportError', 'choose', 'create']
+__all__ = ['DEEP', 'KEEP_ALL', 'MSG_AUDIO', 'MSG_BOOL', 'MSG_STRING', 'SRV_TRIGGER',
+           'Transport', 'TransportError', 'choose', 'create']
 
 CHOICES = ('auto', 'rclpy', 'dds')
 

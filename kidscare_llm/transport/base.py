@@ -9,6 +9,8 @@ from kidscare_llm.core.errors import KidscareError
 
 MSG_STRING = 'std_msgs/msg/String'
 MSG_BOOL = 'std_msgs/msg/Bool'
+# Audio topics (values: core.audio.AudioChunk), as the ROS 2 audio_common packages publish them
+MSG_AUDIO = 'audio_common_msgs/msg/AudioStamped'
 SRV_TRIGGER = 'std_srvs/srv/Trigger'
 # History depth of a topic, as ROS 2's default profile; KEEP_ALL (None) never overwrites an
 # unread message: a reader that falls behind slows the writer down instead of losing data.

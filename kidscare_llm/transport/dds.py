@@ -17,13 +17,15 @@ from types import SimpleNamespace
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 from kidscare_llm.core import paths, settings
-from kidscare_llm.transport.base import (DEPTH, KEEP_ALL, MSG_BOOL, MSG_STRING, resolve_name,
-                                         SRV_TRIGGER, Transport, TransportError, TriggerHandler,
-                                         wait_until)
+from kidscare_llm.core.audio import AudioChunk, chunk_from_stamped, PA_FLOAT32
+from kidscare_llm.transport.base import (DEPTH, KEEP_ALL, MSG_AUDIO, MSG_BOOL, MSG_STRING,
+                                         resolve_name, SRV_TRIGGER, Transport, TransportError,
+                                         TriggerHandler, wait_until)
 
 TYPE_HASH = {
     MSG_STRING: 'RIHS01_df668c740482bbd48fb39d76a70dfd4bd59db1288021743503259e948f6b1a18',
     MSG_BOOL: 'RIHS01_feb91e995ff9ebd09c0cb3d2aed18b11077585839fb5db80193b62d74528f6c9',
+    MSG_AUDIO: 'RIHS01_f6ad36427cfe3e7132f91509dca5a3be31b9b681f182db6e606e95e781b21611',
     SRV_TRIGGER + '_Request':
         'RIHS01_d010825374ce8918e72bfd826c82603e60f45419e932ea976f807b74a863a199',
     SRV_TRIGGER + '_Response':
@@ -72,6 +74,48 @@ def _dds() -> SimpleNamespace:
         data: bool
 
     @dataclass
+    class Time_(IdlStruct, typename='builtin_interfaces::msg::dds_::Time_'):
+        sec: types.int32
+        nanosec: types.uint32
+
+    @dataclass
+    class Header_(IdlStruct, typename='std_msgs::msg::dds_::Header_'):
+        stamp: Time_
+        frame_id: str
+
+    @dataclass
+    class AudioData_(IdlStruct, typename='audio_common_msgs::msg::dds_::AudioData_'):
+        float32_data: types.sequence[types.float32]
+        int32_data: types.sequence[types.int32]
+        int16_data: types.sequence[types.int16]
+        int8_data: types.sequence[types.int8]
+        uint8_data: types.sequence[types.uint8]
+
+    @dataclass
+    class AudioInfo_(IdlStruct, typename='audio_common_msgs::msg::dds_::AudioInfo_'):
+        format: types.int32
+        channels: types.int32
+        rate: types.int32
+        chunk: types.int32
+
+    @dataclass
+    class Audio_(IdlStruct, typename='audio_common_msgs::msg::dds_::Audio_'):
+        audio_data: AudioData_
+        info: AudioInfo_
+
+    @dataclass
+    class AudioStamped_(IdlStruct, typename='audio_common_msgs::msg::dds_::AudioStamped_'):
+        header: Header_
+        audio: Audio_
+
+    def audio_stamped(chunk: AudioChunk) -> AudioStamped_:
+        now = time.time_ns()
+        samples = [float(v) for v in chunk.samples]
+        return AudioStamped_(Header_(Time_(now // 10**9, now % 10**9), ''), Audio_(
+            AudioData_(samples, [], [], [], []),
+            AudioInfo_(PA_FLOAT32, 1, int(chunk.rate), len(samples))))
+
+    @dataclass
     class Trigger_Request_(IdlStruct, typename='std_srvs::srv::dds_::Trigger_Request_'):
         client_guid: types.uint64
         sequence_number: types.int64
@@ -85,9 +129,15 @@ def _dds() -> SimpleNamespace:
         message: str = ''
 
     _DDS = SimpleNamespace(core=core, domain=domain, pub=pub, sub=sub, topic=topic, util=util,
-                           types={MSG_STRING: String_, MSG_BOOL: Bool_,
+                           types={MSG_STRING: String_, MSG_BOOL: Bool_, MSG_AUDIO: AudioStamped_,
                                   SRV_TRIGGER + '_Request': Trigger_Request_,
-                                  SRV_TRIGGER + '_Response': Trigger_Response_})
+                                  SRV_TRIGGER + '_Response': Trigger_Response_},
+                           # value -> message, and back, per topic type
+                           make={MSG_STRING: lambda value: String_(data=value),
+                                 MSG_BOOL: lambda value: Bool_(data=value),
+                                 MSG_AUDIO: audio_stamped},
+                           value={MSG_STRING: lambda msg: msg.data, MSG_BOOL: lambda msg: msg.data,
+                                  MSG_AUDIO: chunk_from_stamped})
     return _DDS
 
 
@@ -211,7 +261,7 @@ class DdsTransport(Transport):
         self._check_type(msg_type)
         name = self.resolve(topic)
         writer = self._writer('rt' + name, msg_type, depth)
-        cls = self._m.types[msg_type]
+        make = self._m.make[msg_type]
         # A KEEP_ALL write waits for a slow reader's acknowledgements; on a busy CPU that can
         # take longer than one blocking period: wait again rather than lose the message.
         patience = KEEP_ALL_PATIENCE_S if depth is KEEP_ALL else 0.0
@@ -220,7 +270,7 @@ class DdsTransport(Transport):
             deadline = time.monotonic() + patience
             while True:
                 try:
-                    return writer.write(cls(data=value))
+                    return writer.write(make(value))
                 except self._m.core.DDSException as exc:
                     if self._closed:
                         self.log.debug('%s: not written, the transport is shut down', name)
@@ -233,15 +283,19 @@ class DdsTransport(Transport):
 
     def subscribe(self, topic: str, msg_type: str, callback: Callable[[Any], None],
                   depth: Optional[int] = DEPTH) -> None:
-        """Call callback(value) for each message (String: str, Bool: bool) on rt/<topic>."""
+        """Call callback(value) for each message on rt/<topic>.
+
+        Values: String str, Bool bool, AudioStamped core.audio.AudioChunk.
+        """
         self._check_type(msg_type)
         name = self.resolve(topic)
-        cb = self.safe(f'subscription {name}', callback)
+        value_of = self._m.value[msg_type]
+        cb = self.safe(f'subscription {name}', lambda sample: callback(value_of(sample)))
 
         def on_sample(sample):
             if getattr(sample, 'invalid_utf8', False):
                 self.log.warning('%s: message with invalid UTF-8, bad bytes replaced', name)
-            cb(sample.data)
+            cb(sample)
         self._subscribed[name] = self._reader('rt' + name, msg_type, on_sample, depth)
 
     def serve_trigger(self, service: str, handler: TriggerHandler) -> None:

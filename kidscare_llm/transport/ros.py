@@ -1,5 +1,6 @@
 """rclpy transport: a real ROS 2 node (Humble or Jazzy), parameters declared with descriptions."""
 
+import array
 import json
 import logging
 from pathlib import Path
@@ -7,9 +8,9 @@ import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from kidscare_llm.core import settings
-from kidscare_llm.transport.base import (DEPTH, KEEP_ALL, MSG_BOOL, MSG_STRING, Transport,
-                                         TransportError,
-                                         TriggerHandler, wait_until)
+from kidscare_llm.core.audio import AudioChunk, chunk_from_stamped, PA_FLOAT32
+from kidscare_llm.transport.base import (DEPTH, KEEP_ALL, MSG_AUDIO, MSG_BOOL, MSG_STRING,
+                                         Transport, TransportError, TriggerHandler, wait_until)
 
 
 def _ros_value(node: str, name: str, value: Any) -> str:
@@ -89,7 +90,33 @@ class RclpyTransport(Transport):
         if msg_type == MSG_BOOL:
             from std_msgs.msg import Bool
             return Bool
+        if msg_type == MSG_AUDIO:
+            try:
+                from audio_common_msgs.msg import AudioStamped
+            except ImportError:
+                raise TransportError(
+                    'audio topics need audio_common_msgs, which this ROS 2 does not have: '
+                    'build it (github.com/mgonzs13/audio_common) or run the node with '
+                    '--transport dds, which speaks AudioStamped by itself') from None
+            return AudioStamped
         raise TransportError(f'the rclpy transport does not know {msg_type}')
+
+    def _make(self, msg_type: str) -> Callable[[Any], Any]:
+        """Return value -> message for a topic type."""
+        cls = self._msg(msg_type)
+        if msg_type != MSG_AUDIO:
+            return lambda value: cls(data=value)
+
+        def audio(chunk: AudioChunk):
+            msg = cls()
+            msg.header.stamp = self.node.get_clock().now().to_msg()
+            msg.audio.audio_data.float32_data = array.array('f', chunk.samples.tobytes())
+            msg.audio.info.format = PA_FLOAT32
+            msg.audio.info.channels = 1
+            msg.audio.info.rate = int(chunk.rate)
+            msg.audio.info.chunk = len(chunk.samples)
+            return msg
+        return audio
 
     def parameters(self, node: str) -> Dict[str, Any]:
         """Declare every parameter with its description; return the values ROS resolved."""
@@ -115,16 +142,16 @@ class RclpyTransport(Transport):
     def publisher(self, topic: str, msg_type: str,
                   depth: Optional[int] = DEPTH) -> Callable[[Any], None]:
         """Return a function that publishes one value."""
-        cls = self._msg(msg_type)
-        pub = self.node.create_publisher(cls, topic, self._qos(depth))
-        return lambda value: pub.publish(cls(data=value))
+        make = self._make(msg_type)
+        pub = self.node.create_publisher(self._msg(msg_type), topic, self._qos(depth))
+        return lambda value: pub.publish(make(value))
 
     def subscribe(self, topic: str, msg_type: str, callback: Callable[[Any], None],
                   depth: Optional[int] = DEPTH) -> None:
-        """Call callback(value) for each message."""
-        cb = self.safe(f'subscription {topic}', callback)
-        self.node.create_subscription(self._msg(msg_type), topic, lambda msg: cb(msg.data),
-                                      self._qos(depth))
+        """Call callback(value) for each message (AudioStamped: a core.audio.AudioChunk)."""
+        value_of = chunk_from_stamped if msg_type == MSG_AUDIO else (lambda msg: msg.data)
+        cb = self.safe(f'subscription {topic}', lambda msg: callback(value_of(msg)))
+        self.node.create_subscription(self._msg(msg_type), topic, cb, self._qos(depth))
 
     def serve_trigger(self, service: str, handler: TriggerHandler) -> None:
         """Serve std_srvs/Trigger."""
