@@ -1,9 +1,12 @@
 """Bring up the robot's conversation: the chat node, and the voice nodes when asked for.
 
   ros2 launch kidscare_llm chat.launch.py [model_path:=...] [use_stt:=true] [use_tts:=true]
+                                          [audio_in:=/audio] [audio_out:=/audio/play]
 
 Speech in: stt_node -> /user_utterance -> chat_node; speech out: chat_node ->
 /robot_reply_partial -> tts_node -> /robot_speaking -> stt_node (mute or barge-in).
+audio_in / audio_out put the voice nodes on audio_common_msgs/AudioStamped topics instead of
+the sound card (a robot whose microphone and speaker belong to other nodes).
 """
 
 import os
@@ -11,7 +14,6 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -32,6 +34,36 @@ def chat_node(context):
     )]
 
 
+def voice_node(context, executable, use, audio_arg, param, topic, remappings):
+    """Start a voice node when `use` is true; audio_arg, when given, puts it on that topic."""
+    if LaunchConfiguration(use).perform(context).lower() not in ('1', 'true'):
+        return []
+    overrides = {}
+    audio = LaunchConfiguration(audio_arg).perform(context)
+    if audio:
+        overrides[param] = 'topic'
+        remappings = remappings + [(topic, audio)]
+    return [Node(
+        package='kidscare_llm', executable=executable, name=executable, output='screen',
+        parameters=[LaunchConfiguration('params_file'), overrides],
+        ros_arguments=['--log-level', LaunchConfiguration('log_level')], remappings=remappings,
+    )]
+
+
+def stt_node(context):
+    """Start the STT node if use_stt: from the microphone, or from audio_in when given."""
+    return voice_node(context, 'stt_node', 'use_stt', 'audio_in', 'stt.input', 'audio/in',
+                      [('user_utterance', '/user_utterance'),
+                       ('robot_speaking', '/robot_speaking')])
+
+
+def tts_node(context):
+    """Start the TTS node if use_tts: to the sound card, or to audio_out when given."""
+    return voice_node(context, 'tts_node', 'use_tts', 'audio_out', 'tts.output', 'audio/out',
+                      [('robot_reply_partial', '/robot_reply_partial'),
+                       ('robot_reply', '/robot_reply'), ('robot_speaking', '/robot_speaking')])
+
+
 def discovery(context):
     """Keep DDS discovery on this computer unless discovery_range opens it (privacy).
 
@@ -47,8 +79,6 @@ def discovery(context):
 
 def generate_launch_description():
     """Declare the arguments, then the nodes."""
-    params = LaunchConfiguration('params_file')
-    log_level = ['--log-level', LaunchConfiguration('log_level')]
     return LaunchDescription([
         DeclareLaunchArgument(
             'params_file', default_value=os.path.join(SHARE, 'config', 'kidscare.yaml'),
@@ -66,6 +96,14 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'use_tts', default_value='false',
             description='start tts_node: /robot_reply_partial -> piper/espeak-ng -> speaker'),
+        DeclareLaunchArgument(
+            'audio_in', default_value='',
+            description='audio_common_msgs/AudioStamped topic stt_node listens to instead of '
+                        'the microphone (e.g. /audio); empty: stt.input from params_file'),
+        DeclareLaunchArgument(
+            'audio_out', default_value='',
+            description='AudioStamped topic tts_node speaks on instead of the sound card; '
+                        'empty: tts.output from params_file'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='debug, info, warn or error'),
         DeclareLaunchArgument(
@@ -75,19 +113,6 @@ def generate_launch_description():
 
         OpaqueFunction(function=discovery),
         OpaqueFunction(function=chat_node),
-        Node(
-            package='kidscare_llm', executable='stt_node', name='stt_node', output='screen',
-            parameters=[params], ros_arguments=log_level,
-            remappings=[('user_utterance', '/user_utterance'),
-                        ('robot_speaking', '/robot_speaking')],
-            condition=IfCondition(LaunchConfiguration('use_stt')),
-        ),
-        Node(
-            package='kidscare_llm', executable='tts_node', name='tts_node', output='screen',
-            parameters=[params], ros_arguments=log_level,
-            remappings=[('robot_reply_partial', '/robot_reply_partial'),
-                        ('robot_reply', '/robot_reply'),
-                        ('robot_speaking', '/robot_speaking')],
-            condition=IfCondition(LaunchConfiguration('use_tts')),
-        ),
+        OpaqueFunction(function=stt_node),
+        OpaqueFunction(function=tts_node),
     ])

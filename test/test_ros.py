@@ -123,3 +123,60 @@ def test_dds_client_talks_to_the_rclpy_node(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def voice_node(name, transport, tmp_path, *args):
+    env = dict(os.environ, KIDSCARE_DATA_DIR=str(tmp_path / 'data'), PYTHONUNBUFFERED='1')
+    log = (tmp_path / f'{name}-{transport}.log').open('wb')
+    return subprocess.Popen([str(BIN / name), '--transport', transport, '--ros-args', *args],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.parametrize('transport', ['rclpy', 'dds'])
+def test_audio_topics_speak_audio_common_msgs(ros, transport, tmp_path):
+    """An audio_capturer-style int16 16 kHz stream in; float32 AudioStamped out."""
+    audio_msgs = pytest.importorskip('audio_common_msgs.msg',
+                                     reason='audio_common_msgs not built in this ROS 2')
+    if transport == 'dds' and not CYCLONE:
+        pytest.skip('plain DDS interoperates with rmw_cyclonedds_cpp only')
+    import numpy as np
+
+    from kidscare_llm.core.audio import resample
+    from kidscare_llm.core.tts import PiperEngine
+
+    node = ros[0]
+    audio, rate = PiperEngine().synthesize('The little lion likes to eat red apples.')
+    pcm = np.round(resample(audio, rate, 16000) * 32767).astype(np.int16)
+    heard, out = queue.Queue(), queue.Queue()
+    node.create_subscription(String, '/user_utterance', lambda m: heard.put(m.data), 10)
+    node.create_subscription(audio_msgs.AudioStamped, '/ros_test_out', out.put, 100)
+    mic = node.create_publisher(audio_msgs.AudioStamped, '/ros_test_in', 100)
+    say = node.create_publisher(String, '/ros_test_say', 10)
+    stt = voice_node('stt_node', transport, tmp_path, '-p', 'stt.input:=topic',
+                     '-p', 'stt.language:=en', '-r', 'audio/in:=/ros_test_in')
+    tts = voice_node('tts_node', transport, tmp_path, '-p', 'tts.output:=topic',
+                     '-r', 'audio/out:=/ros_test_out', '-r', 'robot_reply_partial:=/ros_test_say')
+    try:
+        assert spin_until(node, lambda: mic.get_subscription_count() > 0, 90)
+        assert spin_until(node, lambda: node.count_publishers('/user_utterance') > 0, 30)
+        time.sleep(1.0)
+        for i in range(0, len(pcm), 512):  # as audio_common's capturer: 512 samples a message
+            msg = audio_msgs.AudioStamped()
+            msg.audio.audio_data.int16_data = pcm[i:i + 512].tolist()
+            msg.audio.info.format, msg.audio.info.channels = 8, 1  # paInt16, mono
+            msg.audio.info.rate, msg.audio.info.chunk = 16000, 512
+            mic.publish(msg)
+            rclpy.spin_once(node, timeout_sec=512 / 16000)
+        assert spin_until(node, lambda: not heard.empty(), 60), 'the STT node heard nothing'
+        assert 'lion' in heard.get().lower()
+        assert spin_until(node, lambda: say.get_subscription_count() > 0, 30)
+        say.publish(String(data='Hello from the robot.'))
+        assert spin_until(node, lambda: out.qsize() > 20, 60), 'no audio on the topic'
+        msg = out.get()
+        assert (msg.audio.info.format, msg.audio.info.channels, msg.audio.info.rate) == \
+            (1, 1, 22050)
+        assert 0 < len(msg.audio.audio_data.float32_data) <= 441
+    finally:
+        for proc in (stt, tts):
+            proc.terminate()
+            proc.wait(timeout=15)

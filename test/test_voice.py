@@ -20,9 +20,11 @@ import pytest
 
 from conftest import BIN, ROOT
 from kidscare_llm.core import stt as stt_core
-from kidscare_llm.core.audio import load_for_stt, read_wav, STT_RATE, VoiceError, write_wav
+from kidscare_llm.core.audio import (decode_pcm, load_for_stt, PA_FLOAT32, PA_INT16,
+                                     PA_INT32, PA_INT8, PA_UINT8, read_wav, StreamResampler,
+                                     STT_RATE, VoiceError, write_wav)
 from kidscare_llm.core.tts import EspeakEngine, PiperEngine, Player, Speaker
-from kidscare_llm.transport import MSG_BOOL, MSG_STRING
+from kidscare_llm.transport import MSG_AUDIO, MSG_BOOL, MSG_STRING
 from kidscare_llm.transport.dds import DdsTransport
 from ros2_wire import Peer
 
@@ -178,6 +180,81 @@ def test_realtime_file_goes_through_the_streaming_path(voice_dir, peer, probe):
     assert time.monotonic() - t0 > read_wav(voice_dir / 'en_twice.wav')[0].size / 22050
     assert len(got) == 2 and all(words(g)[:3] == ['the', 'little', 'lion'] for g in got)
     assert drain(listening) == [True, False]
+
+
+def test_speech_over_audio_topics_between_the_nodes(voice_dir, peer, probe):
+    """TTS (tts.output topic) -> AudioStamped over DDS -> STT (stt.input topic) -> words."""
+    audio_q = probe.watch('/voice_audio', MSG_AUDIO)
+    drain(audio_q)
+    peer.take('/user_utterance')
+    stt = start(voice_dir, 'stt_topic', [
+        str(BIN / 'stt_node'), '--transport', 'dds', '--ros-args', '-p', 'stt.input:=topic',
+        '-p', 'stt.language:=en', '-r', 'audio/in:=/voice_audio',
+        '-r', 'robot_speaking:=/voice_test_quiet'])  # not muted by its own robot's voice
+    tts = start(voice_dir, 'tts_topic', [
+        str(BIN / 'tts_node'), '--transport', 'dds', '--ros-args', '-p', 'tts.output:=topic',
+        '-r', 'audio/out:=/voice_audio', '-r', 'robot_reply_partial:=/voice_test_say',
+        '-r', 'robot_reply:=/voice_test_said'])
+    try:
+        assert probe.transport.wait_for_publishers('/voice_audio', MSG_AUDIO, 90), \
+            (voice_dir / 'tts_topic.log').read_text()[-2000:]
+        assert peer.wait_matched(writes=['/voice_test_say'], reads=['/user_utterance'],
+                                 timeout=90), (voice_dir / 'stt_topic.log').read_text()[-2000:]
+        time.sleep(0.5)
+        peer.publish('/voice_test_say', ENGLISH)
+        got, deadline = [], time.monotonic() + 90
+        while not got and time.monotonic() < deadline:
+            got = peer.take('/user_utterance')
+            time.sleep(0.1)
+        assert len(got) == 1, (voice_dir / 'stt_topic.log').read_text()[-2000:]
+        heard, said = words(got[0]), words(ENGLISH)
+        assert sum(w in heard for w in said) >= 0.8 * len(said), (got, said)
+        blocks = []
+        while not audio_q.empty():
+            blocks.append(audio_q.get())
+        rates = {chunk.rate for _, chunk in blocks}
+        seconds = sum(len(chunk.samples) for _, chunk in blocks) / 22050
+        assert rates == {22050} and seconds > 1.5, (rates, seconds)
+        assert all(len(chunk.samples) <= 441 for _, chunk in blocks)  # 20 ms blocks
+        # paced as it would play: the blocks span about as long as the audio lasts
+        assert blocks[-1][0] - blocks[0][0] > 0.8 * seconds
+    finally:
+        stop(tts)
+        stop(stt)
+
+
+def test_audio_messages_of_every_sample_format_decode_alike():
+    """AudioStamped may carry float32, int32, int16, int8 or uint8, mono or interleaved."""
+    wave = np.sin(np.linspace(0, 20, 400)).astype(np.float32) * 0.9
+
+    class Data:
+        float32_data, int32_data, int16_data, int8_data, uint8_data = [], [], [], [], []
+    for fmt, field, scale, offset in [(PA_FLOAT32, 'float32_data', 1, 0),
+                                      (PA_INT32, 'int32_data', 2 ** 31 - 1, 0),
+                                      (PA_INT16, 'int16_data', 32767, 0),
+                                      (PA_INT8, 'int8_data', 127, 0),
+                                      (PA_UINT8, 'uint8_data', 127, 128)]:
+        data = Data()
+        samples = wave * scale + offset if fmt == PA_FLOAT32 else np.round(wave * scale + offset)
+        setattr(data, field, list(samples))
+        assert np.abs(decode_pcm(fmt, 1, data) - wave).max() < 0.02, fmt
+        setattr(data, field, list(np.repeat(samples, 2)))  # stereo, interleaved
+        assert np.abs(decode_pcm(fmt, 2, data) - wave).max() < 0.02, fmt
+    with pytest.raises(VoiceError, match='format 3'):
+        decode_pcm(3, 1, Data())
+
+
+def test_stream_resampler_is_seamless_across_blocks():
+    """Blocks resampled one by one join up as the whole signal resampled at once would."""
+    t = np.arange(22050 * 2) / 22050
+    tone = np.sin(2 * np.pi * 220 * t).astype(np.float32)
+    resampler = StreamResampler(STT_RATE)
+    out = np.concatenate([resampler(tone[i:i + 441], 22050) for i in range(0, len(tone), 441)])
+    assert abs(len(out) - 2 * STT_RATE) <= 1
+    expected = np.sin(2 * np.pi * 220 * np.arange(len(out)) / STT_RATE)
+    assert np.abs(out - expected).max() < 0.01  # no click at any of the 100 block edges
+    same = StreamResampler(STT_RATE)
+    assert same(tone[:1600], STT_RATE) is not None and len(same(tone[:1600], STT_RATE)) == 1600
 
 
 def test_streaming_vad_cuts_utterances_at_silences(voice_dir):
@@ -403,9 +480,13 @@ def test_launch_file_starts_the_voice_nodes_on_request():
     strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
     assert {'use_stt', 'use_tts', 'stt_node', 'tts_node', 'robot_speaking'} <= strings
     scripts = (ROOT / 'setup.py').read_text(encoding='utf-8')
-    executables = [kw.value.value for n in ast.walk(tree) if isinstance(n, ast.Call)
-                   for kw in n.keywords if kw.arg == 'executable']
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    executables = [kw.value.value for n in calls for kw in n.keywords
+                   if kw.arg == 'executable' and isinstance(kw.value, ast.Constant)]
+    executables += [n.args[1].value for n in calls  # voice_node(context, 'stt_node', ...)
+                    if isinstance(n.func, ast.Name) and n.func.id == 'voice_node']
     assert sorted(executables) == ['chat_node', 'stt_node', 'tts_node']
+    assert {'audio_in', 'audio_out', 'audio/in', 'audio/out'} <= strings
     assert all(f"'{e} = kidscare_llm.nodes.{e}:main'" in scripts for e in executables)
 
 

@@ -135,10 +135,12 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('stt.beam_size', 1, 'Beam width (1: greedy, the fastest on a CPU).'),
         Param('stt.threads', 0, 'CPU threads for whisper; 0: all cores.'),
         Param('stt.input', 'auto',
-              'microphone, or none (push-to-talk and --file only); auto: the microphone when '
-              'PortAudio sees one, else none.'),
+              'microphone, topic (audio_common_msgs/AudioStamped on audio/in, any rate and '
+              'sample format), or none (--file only); auto: the microphone when PortAudio '
+              'sees one, else none.'),
         Param('stt.always_listen', True,
-              'With a microphone, listen all the time; false: only while ~/push_to_talk is on.'),
+              'Listen to the microphone or topic all the time; false: only while '
+              '~/push_to_talk is on.'),
         Param('stt.while_speaking', 'mute',
               'While /robot_speaking is true: mute (ignore what is heard: no echo of the '
               "robot's own voice) or barge_in (a new utterance stops the reply and speech)."),
@@ -168,8 +170,9 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
               'CPU threads for piper (onnxruntime); 0: all cores. One leaves the other cores '
               'to the LLM, which is still generating while the first sentences are spoken.'),
         Param('tts.output', 'auto',
-              'sound (sound card), wav (files in tts.wav_dir), both, or none; auto: the sound '
-              'card when PortAudio sees one, else wav.'),
+              'sound (sound card), wav (files in tts.wav_dir), both, topic '
+              '(audio_common_msgs/AudioStamped on audio/out, float32, paced in real time), '
+              'or none; auto: the sound card when PortAudio sees one, else wav.'),
         Param('tts.wav_dir', '', 'Folder for WAV output; empty: <data_dir>/tts.'),
         Param('tts.realtime', True,
               'Without a sound card, take as long as the audio lasts (so /robot_speaking and '
@@ -196,10 +199,10 @@ LIMITS: Dict[str, Tuple[Optional[float], Optional[float]]] = {
 CHOICES: Dict[str, Tuple[str, ...]] = {
     'llm.backend': ('llama_cpp', 'openai'),
     'stt.device': ('auto', 'cpu', 'cuda'),
-    'stt.input': ('auto', 'microphone', 'none'),
+    'stt.input': ('auto', 'microphone', 'topic', 'none'),
     'stt.while_speaking': ('mute', 'barge_in'),
     'tts.engine': ('auto', 'piper', 'espeak-ng'),
-    'tts.output': ('auto', 'sound', 'wav', 'both', 'none'),
+    'tts.output': ('auto', 'sound', 'wav', 'both', 'topic', 'none'),
 }
 
 

@@ -1,7 +1,8 @@
-"""STT node: microphone or WAV file -> VAD -> faster-whisper -> /user_utterance.
+"""STT node: microphone, audio topic or WAV file -> VAD -> faster-whisper -> /user_utterance.
 
 Topics: pub user_utterance (each finished utterance), ~/listening (Bool, capture state);
-sub robot_speaking (Bool), ~/push_to_talk (Bool: true starts capturing, false transcribes).
+sub robot_speaking (Bool), ~/push_to_talk (Bool: true starts capturing, false transcribes),
+audio/in (audio_common_msgs/AudioStamped, with stt.input topic).
 While the robot speaks, stt.while_speaking picks mute (ignore) or barge_in (call
 stt.cancel_services, e.g. /chat_node/cancel and /tts_node/stop, then publish).
 `stt_node --file x.wav [--realtime]` transcribes a file, publishes each utterance and exits;
@@ -20,12 +21,13 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from kidscare_llm.core import paths
-from kidscare_llm.core.audio import has_device, load_for_stt, STT_RATE
+from kidscare_llm.core.audio import (AudioChunk, has_device, load_for_stt, StreamResampler,
+                                     STT_RATE)
 from kidscare_llm.core.errors import KidscareError
 from kidscare_llm.core.settings import STT_NODE
 from kidscare_llm.core.stt import Microphone, Segmenter, Transcriber, VadSettings
 from kidscare_llm.nodes.runner import run_node
-from kidscare_llm.transport import MSG_BOOL, MSG_STRING, Transport
+from kidscare_llm.transport import MSG_AUDIO, MSG_BOOL, MSG_STRING, Transport
 
 log = logging.getLogger('kidscare_llm.stt_node')
 
@@ -65,6 +67,10 @@ class SttNode:
         self.published = 0
         self._ptt_audio: List[np.ndarray] = []
         self._jobs: queue.Queue = queue.Queue()
+        # An audio topic just stops when its speaker does: no trailing silence ends the last
+        # utterance, so a stream quiet for longer than the VAD's silence counts as ended.
+        self.stream_gap_s = params['vad.min_silence_ms'] / 1000.0 + 0.2
+        self._streaming = False
         self.segmenter = Segmenter(self._on_speech, vad_settings(params))
         self.publish_utterance = transport.publisher('user_utterance', MSG_STRING)
         self.publish_listening = transport.publisher('~/listening', MSG_BOOL)
@@ -76,15 +82,25 @@ class SttNode:
             source = 'microphone' if has_device('input') else 'none'
         if source == 'microphone':
             self.microphone = Microphone(self.on_audio)
+        self.source = source
+        self.topic_listening = False  # with stt.input topic: whether audio/in is taken in
+        if source == 'topic':
+            self._resample = StreamResampler(STT_RATE)
+            transport.subscribe('audio/in', MSG_AUDIO, self.on_audio_message, depth=100)
         self._worker = threading.Thread(target=self._work, name='stt-worker', daemon=True)
         self._worker.start()
         log.info('stt node ready: %s; input %s; while the robot speaks: %s',
                  self.transcriber.describe(), source, self.mode)
 
     def start_listening(self) -> None:
-        """Open the microphone when always_listen is on."""
-        if self.microphone is not None and self.always_listen:
+        """Open the microphone (or take in audio/in) when always_listen is on."""
+        if not self.always_listen:
+            return
+        if self.microphone is not None:
             self.microphone.start()
+            self.publish_listening(True)
+        elif self.source == 'topic':
+            self.topic_listening = True
             self.publish_listening(True)
 
     # -- inputs ----------------------------------------------------------------------------
@@ -98,22 +114,28 @@ class SttNode:
         """Start capturing on true; on false stop, transcribe what was heard and publish it."""
         if on == self.push_to_talk:
             return
-        if self.microphone is None:
+        if self.microphone is None and self.source != 'topic':
             log.warning('push-to-talk ignored: no microphone (stt.input is none)')
             self.publish_listening(False)
             return
         self.push_to_talk = on
         if on:
             self._ptt_audio = []
-            self.microphone.start()
+            if self.microphone is not None:
+                self.microphone.start()
             self.publish_listening(True)
         else:
-            if not self.always_listen:
+            if not self.always_listen and self.microphone is not None:
                 self.microphone.stop()
             audio, self._ptt_audio = self._ptt_audio, []
             if audio:
                 self._jobs.put(('ptt', np.concatenate(audio), time.monotonic()))
             self.publish_listening(self.always_listen)
+
+    def on_audio_message(self, chunk: AudioChunk) -> None:
+        """Take one block from audio/in (any rate and format) as if from the microphone."""
+        if self.topic_listening or self.push_to_talk:
+            self.on_audio(self._resample(chunk.samples, chunk.rate))
 
     def on_audio(self, chunk: np.ndarray) -> None:
         """Take 16 kHz microphone audio (PortAudio thread): buffer it, never block."""
@@ -128,7 +150,12 @@ class SttNode:
     # -- work ------------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=self.stream_gap_s if self._streaming else None)
+            except queue.Empty:  # the audio stopped coming: what was heard is finished
+                self._streaming = False
+                self.segmenter.flush()
+                continue
             if job is None:
                 return
             kind, audio, started = job
@@ -136,6 +163,7 @@ class SttNode:
                 if kind == 'sync':
                     audio.set()
                 elif kind == 'feed':
+                    self._streaming = True
                     self.segmenter.feed(audio)
                 elif kind == 'ptt':
                     text = ' '.join(u.text for u in self.transcriber.utterances(audio))

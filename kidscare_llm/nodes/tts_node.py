@@ -1,10 +1,12 @@
-"""TTS node: /robot_reply_partial sentences -> piper or espeak-ng -> sound card and/or WAV.
+"""TTS node: /robot_reply_partial sentences -> piper or espeak-ng -> sound card, WAV or topic.
 
 Topics: sub robot_reply_partial (each sentence, spoken in order as it arrives), robot_reply
 (end of a reply); pub robot_speaking (Bool: true when audio starts, false when the queue is
 drained or stopped; true is repeated every second while speaking so late joiners learn it),
 ~/spoken (String JSON per sentence: text, wav, engine, received/start/end times, stopped),
-~/stopped (String JSON per stop: stopped_ms, the measured stop latency, and sentences dropped).
+~/stopped (String JSON per stop: stopped_ms, the measured stop latency, and sentences dropped),
+audio/out (audio_common_msgs/AudioStamped in 20 ms blocks, paced in real time, with tts.output
+topic: remap it to an audio player's input).
 Service ~/stop (Trigger): halt within one 20 ms block and drop queued sentences; its message
 is the same JSON report. After a stop in the middle of a reply, the rest of
 that reply's sentences (until its /robot_reply) are not spoken.
@@ -19,19 +21,20 @@ import threading
 from typing import Callable, Optional
 
 from kidscare_llm.core import paths
-from kidscare_llm.core.audio import has_device, Player, VoiceError
+from kidscare_llm.core.audio import AudioChunk, has_device, Player, VoiceError
 from kidscare_llm.core.settings import TTS_NODE
 from kidscare_llm.core.tts import Speaker, Synthesizer
 from kidscare_llm.nodes.runner import run_node
-from kidscare_llm.transport import MSG_BOOL, MSG_STRING, Transport
+from kidscare_llm.transport import MSG_AUDIO, MSG_BOOL, MSG_STRING, Transport
 
 log = logging.getLogger('kidscare_llm.tts_node')
 HEARTBEAT_S = 1.0
 
 
 def build_speaker(params: dict, on_speaking: Callable[[bool], None],
-                  on_spoken: Callable[[dict], None]) -> Speaker:
-    """Create the Synthesizer, Player and Speaker the parameters describe."""
+                  on_spoken: Callable[[dict], None],
+                  sink: Optional[Callable[[AudioChunk], None]] = None) -> Speaker:
+    """Create the Synthesizer, Player and Speaker the parameters describe (sink: topic out)."""
     synth = Synthesizer(params['tts.engine'], params['tts.piper_voice'],
                         params['tts.espeak_voice'], params['tts.threads'],
                         params['tts.length_scale'], params['tts.espeak_wpm'])
@@ -46,7 +49,8 @@ def build_speaker(params: dict, on_speaking: Callable[[bool], None],
         wav_dir = Path(params['tts.wav_dir'] or paths.data_dir(params['data_dir']) / 'tts')
         wav_dir = wav_dir.expanduser()
         wav_dir.mkdir(parents=True, exist_ok=True)
-    player = Player(sound_card=output in ('sound', 'both'), realtime=params['tts.realtime'])
+    player = Player(sound_card=output in ('sound', 'both'), realtime=params['tts.realtime'],
+                    sink=sink if output == 'topic' else None)
     speaker = Speaker(synth, player, wav_dir, on_speaking, on_spoken)
     speaker.output = output + (f' into {wav_dir}' if wav_dir else '')
     return speaker
@@ -61,7 +65,10 @@ class TtsNode:
         self.publish_speaking = transport.publisher('robot_speaking', MSG_BOOL)
         self.publish_spoken = transport.publisher('~/spoken', MSG_STRING)
         self.publish_stopped = transport.publisher('~/stopped', MSG_STRING)
-        self.speaker = speaker_factory(params, self.on_speaking, self.on_spoken)
+        sink = None
+        if params['tts.output'] == 'topic':
+            sink = transport.publisher('audio/out', MSG_AUDIO, depth=100)
+        self.speaker = speaker_factory(params, self.on_speaking, self.on_spoken, sink)
         self.synth = self.speaker.synth
         first = 'piper' if params['tts.engine'] == 'auto' else params['tts.engine']
         self.synth.load(first)  # fail at start-up, not at the first sentence
