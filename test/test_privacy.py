@@ -7,6 +7,7 @@ socket connect/sendto to, and every name lookup of, anything but a loopback addr
 import json
 import os
 from pathlib import Path
+import re
 import subprocess
 import sys
 import textwrap
@@ -116,3 +117,64 @@ def test_the_node_converses_and_resets_on_loopback_only(tmp_path):
         node.terminate()
         node.wait(timeout=20)
     assert violations(tmp_path) == []
+
+
+def test_discovery_range_follows_ros_settings():
+    from kidscare_llm.transport.base import TransportError
+    from kidscare_llm.transport.dds import discovery_config
+
+    local = discovery_config({})
+    assert '<AllowMulticast>false</AllowMulticast>' in local
+    assert '<Peer address="localhost"/>' in local
+    assert discovery_config({'ROS_LOCALHOST_ONLY': '1'}) == local
+    assert discovery_config({'ROS_AUTOMATIC_DISCOVERY_RANGE': 'subnet'}) == ''
+    assert discovery_config({'ROS_LOCALHOST_ONLY': '0'}) == ''
+    assert discovery_config({'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SYSTEM_DEFAULT',
+                             'CYCLONEDDS_URI': 'file:///x.xml'}) == 'file:///x.xml'
+    with_uri = discovery_config({'CYCLONEDDS_URI': 'file:///x.xml'})
+    assert with_uri == local + ',file:///x.xml'
+    peers = discovery_config({'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET',
+                              'ROS_STATIC_PEERS': 'robot-arm.local;10.0.0.7"'})
+    assert '<Peer address="robot-arm.local"/>' in peers and 'localhost' not in peers
+    assert '<Peer address=\'10.0.0.7"\'/>' in peers  # quoted, not injected
+    off = discovery_config({'ROS_AUTOMATIC_DISCOVERY_RANGE': 'OFF', 'ROS_STATIC_PEERS': 'x'})
+    assert '<Tag>ros_discovery_off_' in off and '<Peer' not in off
+    with pytest.raises(TransportError, match='ROS_AUTOMATIC_DISCOVERY_RANGE=LAN'):
+        discovery_config({'ROS_AUTOMATIC_DISCOVERY_RANGE': 'lan'})
+
+
+PLAIN_DDS = textwrap.dedent('''
+    import time
+    from kidscare_llm.transport import MSG_STRING
+    from kidscare_llm.transport.dds import DdsTransport
+    a, b = DdsTransport('a', domain_id=149), DdsTransport('b', domain_id=149)
+    got = []
+    b.subscribe('/privacy', MSG_STRING, got.append)
+    publish = a.publisher('/privacy', MSG_STRING)
+    assert a.wait_for_subscribers('/privacy', MSG_STRING, 20)
+    publish('hello')
+    time.sleep(0.5)
+    assert got == ['hello'], got
+    a.shutdown()
+    b.shutdown()
+''')
+
+
+def test_plain_dds_by_default_discovers_on_this_computer_only(tmp_path):
+    """No ROS settings: no multicast, and discovery is sent to this machine's own addresses."""
+    trace = tmp_path / 'cyclone.log'
+    (tmp_path / 'trace.xml').write_text(
+        '<CycloneDDS><Domain><Tracing><Category>config,discovery</Category>'
+        f'<OutputFile>{trace}</OutputFile></Tracing></Domain></CycloneDDS>')
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith('ROS_') and k != 'CYCLONEDDS_URI'}
+    env['CYCLONEDDS_URI'] = f'file://{tmp_path / "trace.xml"}'  # tracing only: no discovery
+    run = subprocess.run([sys.executable, '-c', PLAIN_DDS], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    log = trace.read_text()
+    assert 'Domain/General/AllowMulticast/#text: false' in log
+    assert 'Domain/Discovery/Peers/Peer[@Address]: localhost' in log
+    own = set(re.findall(r'udp/([0-9.]+)', re.search(r'interfaces: (.*)', log).group(1)))
+    sent_to = set(re.findall(r'add_peer_address: add udp/([0-9.]+):', log))
+    assert sent_to and sent_to <= own | {'127.0.0.1'}, (sent_to, own)

@@ -2,7 +2,8 @@
 
 Topic /x is DDS topic rt/x; service /s is rq/sRequest + rr/sReply with a (client_guid,
 sequence_number) header; data representation XCDR1; Jazzy's typehash in USER_DATA. Checked
-against rclpy with rmw_cyclonedds_cpp in both directions (see ../shared/DESIGN.md).
+against rclpy with rmw_cyclonedds_cpp in both directions (see ../shared/DESIGN.md). Discovery
+follows ROS_AUTOMATIC_DISCOVERY_RANGE as rmw_cyclonedds_cpp does, LOCALHOST unless set.
 """
 
 from collections import OrderedDict
@@ -15,6 +16,7 @@ import threading
 import time
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from xml.sax.saxutils import quoteattr
 
 from kidscare_llm.core import paths, settings
 from kidscare_llm.core.audio import AudioChunk, chunk_from_stamped, PA_FLOAT32
@@ -40,7 +42,47 @@ def _string_payload(data: bytes) -> str:
     return data[8:8 + max(size - 1, 0)].decode('utf-8', 'replace')
 
 
+RANGES = ('LOCALHOST', 'SUBNET', 'OFF', 'SYSTEM_DEFAULT')
+
+
+def discovery_config(env: Mapping[str, str] = os.environ) -> str:
+    """Return the Cyclone DDS configuration for ROS 2's discovery settings in env.
+
+    The same fragment rmw_cyclonedds_cpp (Jazzy) puts before CYCLONEDDS_URI, so plain-DDS
+    nodes and ROS 2 nodes find each other alike. ROS_AUTOMATIC_DISCOVERY_RANGE decides;
+    unset, ROS_LOCALHOST_ONLY=0 means SUBNET, anything else LOCALHOST: like the launch file,
+    a child's words stay on this computer unless someone opens it up. ROS_STATIC_PEERS adds
+    peers (LOCALHOST, SUBNET).
+    """
+    scope = (env.get('ROS_AUTOMATIC_DISCOVERY_RANGE') or '').strip().upper()
+    if not scope:
+        scope = 'SUBNET' if env.get('ROS_LOCALHOST_ONLY', '').strip() == '0' else 'LOCALHOST'
+    if scope not in RANGES:
+        raise TransportError(f'ROS_AUTOMATIC_DISCOVERY_RANGE={scope}: use one of '
+                             + ', '.join(RANGES))
+    peers = [p.strip() for p in env.get('ROS_STATIC_PEERS', '').split(';') if p.strip()]
+    if scope == 'LOCALHOST':
+        peers.insert(0, 'localhost')
+    elif scope != 'SUBNET':
+        peers = []
+    parts = []
+    if scope in ('LOCALHOST', 'OFF'):
+        parts.append('<General><AllowMulticast>false</AllowMulticast></General>')
+    if scope == 'OFF':  # a tag no other process shares: nobody discovers us
+        parts.append(f'<Discovery><ParticipantIndex>none</ParticipantIndex>'
+                     f'<Tag>ros_discovery_off_{os.getpid()}</Tag></Discovery>')
+    elif peers:
+        parts.append('<Discovery><ParticipantIndex>auto</ParticipantIndex>'
+                     '<MaxAutoParticipantIndex>32</MaxAutoParticipantIndex><Peers>'
+                     + ''.join(f'<Peer address={quoteattr(p)}/>' for p in peers)
+                     + '</Peers></Discovery>')
+    fragment = f'<CycloneDDS><Domain>{"".join(parts)}</Domain></CycloneDDS>' if parts else ''
+    return ','.join(c for c in (fragment, env.get('CYCLONEDDS_URI', '')) if c)
+
+
 _DDS: Optional[SimpleNamespace] = None
+_DOMAINS: Dict[int, Any] = {}  # the configured Domain of each id this process joined
+_LOCK = threading.Lock()
 KEEP_ALL_PATIENCE_S = 60.0
 RESEND_S = 1.0  # a service request without a reply is sent again after this long
 
@@ -156,6 +198,7 @@ class DdsTransport(Transport):
         self._m = _dds()
         if domain_id is None:
             domain_id = int(os.environ.get('ROS_DOMAIN_ID', '0') or 0)
+        self._join(domain_id)
         try:
             self._dp = self._m.domain.DomainParticipant(domain_id)
         except Exception as exc:
@@ -171,6 +214,19 @@ class DdsTransport(Transport):
         self._services: Optional[queue.Queue] = None
         self._in_listener = threading.local()  # set on a DDS thread while it runs our callback
         self._closed = False
+
+    def _join(self, domain_id: int) -> None:
+        """Create the domain with our discovery configuration, once per process."""
+        with _LOCK:
+            if domain_id in _DOMAINS:
+                return
+            config = discovery_config()
+            try:
+                _DOMAINS[domain_id] = self._m.domain.Domain(domain_id, config) if config \
+                    else None
+            except self._m.core.DDSException as exc:  # joined already by other code here
+                self.log.debug('domain %d keeps its configuration: %s', domain_id, exc)
+                _DOMAINS[domain_id] = None
 
     # -- names and QoS -------------------------------------------------------------------
     def resolve(self, name: str) -> str:
