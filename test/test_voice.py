@@ -20,11 +20,11 @@ import pytest
 
 from conftest import BIN, ROOT
 from kidscare_llm.core import stt as stt_core
-from kidscare_llm.core.audio import (decode_pcm, load_for_stt, PA_FLOAT32, PA_INT16,
+from kidscare_llm.core.audio import (AudioChunk, decode_pcm, load_for_stt, PA_FLOAT32, PA_INT16,
                                      PA_INT32, PA_INT8, PA_UINT8, read_wav, StreamResampler,
                                      STT_RATE, VoiceError, write_wav)
 from kidscare_llm.core.tts import EspeakEngine, PiperEngine, Player, Speaker
-from kidscare_llm.transport import MSG_AUDIO, MSG_BOOL, MSG_STRING
+from kidscare_llm.transport import KEEP_ALL, MSG_AUDIO, MSG_BOOL, MSG_STRING
 from kidscare_llm.transport.dds import DdsTransport
 from ros2_wire import Peer
 
@@ -421,6 +421,14 @@ def test_streamed_speech_order_and_barge_in_over_dds(voice_dir, peer, probe):
                                    # slow speech: still talking when the barge-in comes, even
                                    # if a busy CPU slows generation below speaking pace
                                    '-p', 'tts.length_scale:=3.0'])
+    # the child's microphone is an audio topic: the STT node is loaded and listening before
+    # the story starts, so the barge-in races nothing but the reply itself
+    stt = start(voice_dir, 'stt_barge', [
+        str(BIN / 'stt_node'), '--transport', 'dds', '--ros-args', '-p', 'stt.input:=topic',
+        '-p', 'stt.language:=en', '-p', 'stt.while_speaking:=barge_in',
+        '-r', 'audio/in:=/voice_mic'])
+    microphone = probe.transport.publisher('/voice_mic', MSG_AUDIO, depth=KEEP_ALL)
+    speech, rate = read_wav(voice_dir / 'en.wav')
     spoken_q = probe.watch('/tts_node/spoken', MSG_STRING, json.loads)
     stopped_q = probe.watch('/tts_node/stopped', MSG_STRING, json.loads)
     speaking_q = probe.watch('/robot_speaking', MSG_BOOL)
@@ -434,19 +442,21 @@ def test_streamed_speech_order_and_barge_in_over_dds(voice_dir, peer, probe):
             (voice_dir / 'chat.log').read_text()[-2000:]
         assert probe.transport.wait_for_publishers('/tts_node/spoken', MSG_STRING, 60), \
             (voice_dir / 'tts.log').read_text()[-2000:]
+        assert probe.transport.wait_for_subscribers('/voice_mic', MSG_AUDIO, 90), \
+            (voice_dir / 'stt_barge.log').read_text()[-2000:]
         time.sleep(1.0)  # the chat node evaluates its persona once at start-up
         peer.publish('/user_utterance', STORY)
-        first = spoken_q.get(timeout=60)[1]
+        started = speaking_q.get(timeout=60)[1]
         # TTS had the first sentence and was speaking before the reply was complete
-        assert reply_q.empty(), 'the reply was complete before speech began'
+        assert started and reply_q.empty(), 'the reply was complete before speech began'
+        # a child talks over the robot as soon as it speaks: the STT node barges in
+        for i in range(0, len(speech), rate // 10):
+            microphone(AudioChunk(speech[i:i + rate // 10], rate))
+        first = spoken_q.get(timeout=60)[1]
         assert Path(first['wav']).is_file() and read_wav(first['wav'])[1] == 22050
-        # a child talks over the robot: the STT node barges in
-        barge = stt_file(voice_dir, voice_dir / 'en.wav', 'stt.language:=en',
-                         'stt.while_speaking:=barge_in', name='stt_barge')
         report = stopped_q.get(timeout=90)[1]
         stop_time = time.time()
         assert report['was_speaking'] and report['stopped_ms'] <= 100, report
-        assert barge.wait(timeout=60) == 0, (voice_dir / 'stt_barge.log').read_text()[-2000:]
         cut_at, cancelled = reply_q.get(timeout=30)
         answer = reply_q.get(timeout=90)[1]
         assert answer, 'the barge-in utterance got no reply'
@@ -461,7 +471,7 @@ def test_streamed_speech_order_and_barge_in_over_dds(voice_dir, peer, probe):
         old = [text for t, text in partials if t < cut_at + 0.05]
         new = [text for t, text in partials if t >= cut_at + 0.05]
         reports = [first] + drain(spoken_q)
-        speaking = drain(speaking_q)
+        speaking = [started] + drain(speaking_q)
         before = [r for r in reports if r['start'] < stop_time]
         after = [r for r in reports if r['start'] >= stop_time]
         assert before[-1]['stopped'], 'the sentence being spoken was not cut'
@@ -469,7 +479,10 @@ def test_streamed_speech_order_and_barge_in_over_dds(voice_dir, peer, probe):
         assert all(a['end'] <= b['start'] + 0.001 for a, b in zip(before, before[1:]))
         assert all(r['text'] in new for r in after), 'the stopped reply went on speaking'
         assert True in speaking and False in speaking
+        assert 'barge-in: /chat_node/cancel -> cancelled' in \
+            (voice_dir / 'stt_barge.log').read_text()
     finally:
+        stop(stt)
         stop(tts)
         stop(chat)
 
