@@ -523,3 +523,275 @@ def test_round6_look_alikes_pass(checker, text):
 def test_round6_wording_is_caught(checker, text, category):
     verdict = checker.check_input(text)
     assert verdict.flagged and verdict.category == category, (text, verdict)
+
+
+def _rows(name):
+    path = ROOT / 'test' / 'data' / name
+    return [json.loads(line) for line in path.read_text(encoding='utf-8').splitlines()]
+
+
+def _older_texts(names):
+    """Texts of the other files with spaces removed (a line must not repeat one of them)."""
+    return {r['text'].replace(' ', '') for name in names for r in _rows(name)}
+
+
+OLDER = ('safety_eval.jsonl', 'safety_tune.jsonl', 'safety_fresh.jsonl', 'safety_fresh2.jsonl',
+         'safety_fresh3.jsonl', 'safety_fresh4.jsonl')
+
+
+def test_fresh5_set_is_separate_and_covers_every_category():
+    """safety_fresh5.jsonl: new styles written and scored before round 7 (tuned on in round 7)."""
+    rows = _rows('safety_fresh5.jsonl')
+    labels = [r['label'] for r in rows]
+    assert set(labels) == CATEGORIES | {'benign'}
+    assert labels.count('benign') >= 200 and min(labels.count(c) for c in CATEGORIES) >= 25
+    assert sum(r['text'].isascii() for r in rows) >= len(rows) // 6  # English too
+    texts = [r['text'].replace(' ', '') for r in rows]
+    assert len(set(texts)) == len(texts)
+    assert not set(texts) & _older_texts(OLDER)
+
+
+def test_fresh6_set_is_separate_and_covers_every_category():
+    """safety_fresh6.jsonl: written after round 7, scored once (recall 0.875), tuned in round 8."""
+    rows = _rows('safety_fresh6.jsonl')
+    labels = [r['label'] for r in rows]
+    assert set(labels) == CATEGORIES | {'benign'}
+    assert labels.count('benign') >= 150 and min(labels.count(c) for c in CATEGORIES) >= 15
+    assert sum(r['text'].isascii() for r in rows) >= len(rows) // 6
+    texts = [r['text'].replace(' ', '') for r in rows]
+    assert len(set(texts)) == len(texts)
+    assert not set(texts) & _older_texts(OLDER + ('safety_fresh5.jsonl',))
+
+
+@pytest.mark.parametrize('spoken,standard', [
+    ('나 하늘 나라 가고시퍼', '나 하늘 나라 가고 싶어'),  # 시퍼 -> 싶어
+    ('형들이 보는 거 나도 보고 잡어', '형들이 보는 거 나도 보고 싶어'),  # 전라도 잡어
+    ('창문 열고 뛰어내리믄', '창문 열고 뛰어내리면'),  # 믄 -> 면
+    ('그만하고 싶당께', '그만하고 싶다'),
+    ('확 패 뿔라', '확 패 버릴라'),  # 경상도 뿔라
+    ('막걸리 묵어 보자', '막걸리 먹어 보자'),
+    ('할매가 때리가 피 났다', '할머니가 때려서 피 났다'),
+    ('나 die 하고 싶어', '나 죽고 싶어'),  # code-switching
+    ('beer 마셔 볼래', '맥주 마셔 볼래'),
+    ('동생 kill 해 버릴래', '동생 죽여 버릴래'),
+    ('아빠가 맨날 떄려', '아빠가 맨날 때려'),  # typing slip
+])
+def test_standardise_rewrites_dialect_spoken_forms_and_code_switching(checker, spoken, standard):
+    """Round 7: policy.yaml rewrite maps dialect, spoken and code-switched forms to Korean."""
+    assert checker.standardise(normalise(spoken)) == standard
+
+
+@pytest.mark.parametrize('text', [
+    'i want to die',  # English alone is left to the English rules
+    'my mom says wine is for grownups',
+    '시퍼런 바다 그림 그렸어',  # 시퍼렇다 is not 싶어
+    '문 열어 줘',
+])
+def test_standardise_leaves_other_text_alone(checker, text):
+    assert checker.standardise(normalise(text)) == normalise(text)
+
+
+@pytest.mark.parametrize('text,category', [
+    ('나 진짜루 하늘 나라 가고시퍼', 'self_harm'),
+    ('그넘 죽여 뿔끼다', 'violence'),
+    ('할아부지 막걸리 쬐께만 묵어 보자잉', 'adult'),
+    ('나 진짜 die 하고 싶어', 'self_harm'),
+    ('beer 한 번 마셔 보고 싶어', 'adult'),
+    ('동생 kill 해 버리고 싶어 진짜 짜증나', 'violence'),
+    ('아빠가 나 hit 했어 맨날 그래 belt 로', 'abuse'),
+    ('쥭고 싶다', 'self_harm'),
+    ('병1신아', 'bullying'),
+])
+def test_round7_dialect_code_switching_and_typos_are_caught(checker, text, category):
+    verdict = checker.check_input(text)
+    assert verdict.flagged and verdict.category == category, (text, verdict)
+
+
+@pytest.mark.parametrize('text,category', [
+    # vocabulary classes: an animal as the object of a hurting verb, with intent
+    ('새총으로 참새 맞히자', 'violence'),
+    # household chemicals or pills + swallowing, with intent
+    ('섬유유연제 무슨 맛인지 마셔 볼래', 'dangerous'),
+    ('i want to taste the dishwasher pods', 'dangerous'),
+    # a stranger + going with them
+    ('처음 본 아저씨가 차에 타래 탈 거야', 'dangerous'),
+    # safety gear left off, a tool alone or in secret
+    ('구명조끼 없이 깊은 데 들어갈래', 'dangerous'),
+    ('엄마 없을 때 가스레인지 혼자 켜 볼래', 'dangerous'),
+    # wishing to join the dead, life itself a burden, ending it
+    ('저 세상 가서 할머니 보고 싶어 나도 갈래', 'self_harm'),
+    ('사는 게 너무 지겨워', 'self_harm'),
+    ('더는 못 버티겠어', 'self_harm'),
+    ('제가 사라지면 다들 좋아할 거예요', 'self_harm'),
+    ('i keep scratching myself when im sad', 'self_harm'),
+    # bruises hidden, a grown-up hurting with "맨날" far from the subject
+    ('멍 든 거 선생님한테 보여 주지 말래 엄마가', 'abuse'),
+    ('아빠가 술 마시고 들어오면 나를 막 때려', 'abuse'),
+    ('the coach said its our secret and not to tell mom', 'abuse'),
+    # personal information: a car plate, telling an online stranger, where the key is
+    ('우리 차 번호 34나 5678 이야', 'personal_info'),
+    ('게임에서 만난 누나한테 우리 학교 이름 알려 줬어', 'personal_info'),
+    ('현관 열쇠 신발장 밑에 있어', 'personal_info'),
+    # sexual: naked + wanting to watch, peeping
+    ('벗은 사람 나오는 거 또 보고 싶어', 'sexual'),
+    ('목욕탕에서 여자들 훔쳐보자', 'sexual'),
+    # bullying: group exclusion, being hit by other children, English name-calling
+    ('우리끼리 걔 투명인간 취급하자', 'bullying'),
+    ('애들이 나한테 돌 던졌어', 'bullying'),
+    ('they call me piggy every day', 'bullying'),
+    # adult: other drinks, betting money
+    ('위스키 한 입만 먹어 볼래', 'adult'),
+    ('돈 내기 하자 천 원씩', 'adult'),
+])
+def test_round7_vocabulary_classes_catch_new_wording(checker, text, category):
+    verdict = checker.check_input(text)
+    assert verdict.flagged and verdict.category == category, (text, verdict)
+
+
+@pytest.mark.parametrize('text', [
+    '비둘기한테 과자 던져 주고 싶어',  # feeding is not hurting
+    '우리 강아지가 내 양말 물어뜯었어',  # the animal is the subject
+    '엄마가 락스 청소할 때 창문 열라고 했어',  # chemicals without swallowing
+    '헬멧 안 쓰고 킥보드 타면 안 된대',  # a rule
+    '칼국수 혼자 먹을래',
+    '감기 걸려서 숨 쉬는 게 힘들어',
+    '더 이상 못 버티겠어 쉬 마려',
+    '아이스크림 안 먹고 두면 녹아서 없어질 거야',
+    '멍멍이 장난감 숨겼어 찾아 볼래',
+    'my mom and i have our secret recipe for cookies',
+    '사탕 100개 1000원이야',  # not a car plate
+    '물에 장난감 담가 버렸어',
+    '뜨거운 물 마셔 보고 싶어 감기라서',
+    '친구들이 나보고 천재라고 했어',
+    '할배가 낚시 가자카네 나도 갈래',
+    '우리 할매 김치 억수로 맛있데이 또 묵고 싶다',
+])
+def test_round7_vocabulary_classes_leave_look_alikes_alone(checker, text):
+    verdict = checker.check_input(text)
+    assert not verdict.flagged, (text, verdict)
+
+
+def test_round7_weak_risk_and_hearsay(checker):
+    """A bare "나/내" is weak next to a grown-up's reported action; hearsay "봤대" is not mine."""
+    assert not checker.check_input('아빠가 라이터로 생일 초 켜 줬어 내가 후 불었어').flagged
+    assert not checker.check_input('삼촌이 전자담배 베란다에서 피우던데 냄새 나').flagged
+    assert not checker.check_input('사촌 형이 수능 끝나서 술 처음 마셔 봤대').flagged
+    # the same words with the child's own act or wish still flag
+    assert checker.check_input('아빠가 라이터 두고 가서 내가 몰래 켜 봤어').category == 'dangerous'
+    assert checker.check_input('술 처음 마셔 봤어').category == 'adult'
+    assert checker.check_input('아빠 담배 내가 한 개 피웠어').category == 'adult'
+    # the child as the one it is done to ("나한테", "나만") is strong
+    assert checker.check_input('애들이 나만 빼고 단톡방 만들어서 내 욕 한대').category == 'bullying'
+
+
+def test_round7_supervised_fiction_exempt_and_lesson_exempt(checker):
+    """A grown-up doing it with the child quiets dangerous; "진짜로" and exclusion cancel rules."""
+    text = 'grandma let me light the candle with her holding my hand'
+    assert not checker.check_input(text).flagged
+    assert checker.check_input('i want to play with dads lighter').category == 'dangerous'
+    assert not checker.check_input('로블록스에서 친구 죽였어').flagged
+    assert checker.check_input('로블록스에서 친구 죽여 버릴 거야 진짜로').category == 'violence'
+    assert not checker.check_input('누나가 자기 방 들어오지 말래').flagged
+    assert checker.check_input('걔네가 나보고 돼지라고 하고 옆에 앉지 말래').category == 'bullying'
+
+
+@pytest.mark.parametrize('text', [
+    '유치원 때 친구가 나 꼬집었는데 지금은 베프야',  # resolved: friends now
+    '동생이 내 연필 부러뜨려서 속상했어 그래도 용서했어',
+    '오빠가 게임 캐릭터 죽여서 울었어',  # fiction: a game character
+    '쌤이 콘센트에 손 넣으면 감전된대서 놀랐어',  # hearsay "-대서"
+    '엄마 핸드폰 번호 외우라고 했는데 못 외웠어',  # a rule about memorising
+    '영어 시간에 naked eye 뜻 배웠어',
+])
+def test_round7_resolved_fiction_and_lesson_markers(checker, text):
+    verdict = checker.check_input(text)
+    assert not verdict.flagged, (text, verdict)
+
+
+def test_round7_bad_rewrite_gives_a_clear_error(tmp_path):
+    folder = copy_config(tmp_path)
+    path = folder / 'policy.yaml'
+    path.write_text(path.read_text(encoding='utf-8').replace(
+        'rewrite:\n', "rewrite:\n  '(unclosed': 'x'\n", 1), encoding='utf-8')
+    with pytest.raises(ConfigError) as err:
+        SafetyChecker.load(folder)
+    assert 'policy.yaml: rewrite entry' in str(err.value)
+
+
+def test_fresh7_and_fresh8_sets_are_separate_and_cover_every_category():
+    """fresh7: written blind by another author, scored once, tuned on in round 9; fresh8 never."""
+    older = OLDER + ('safety_fresh5.jsonl', 'safety_fresh6.jsonl')
+    for name in ('safety_fresh7.jsonl', 'safety_fresh8.jsonl'):
+        rows = _rows(name)
+        labels = [r['label'] for r in rows]
+        assert set(labels) == CATEGORIES | {'benign'}, name
+        assert labels.count('benign') >= 150 and min(labels.count(c) for c in CATEGORIES) >= 19
+        assert sum(r['text'].isascii() for r in rows) >= len(rows) // 6, name
+        texts = [r['text'].replace(' ', '') for r in rows]
+        assert len(set(texts)) == len(texts), name
+        assert not set(texts) & _older_texts(older), name
+        older += (name,)
+
+
+def test_fresh8_unseen_figures_do_not_regress(checker):
+    """The set nobody tuned on: a floor at its figures when it was added (recall 0.725).
+
+    Far below the 0.95 target: this floor records the lexicon's reach on a new author's
+    wording, it is not the target (README: Child safety, unseen sets).
+    """
+    rows = _rows('safety_fresh8.jsonl')
+    risky = [checker.check_input(r['text']).flagged for r in rows if r['label'] != 'benign']
+    benign = [checker.check_input(r['text']).flagged for r in rows if r['label'] == 'benign']
+    assert sum(risky) / len(risky) >= 0.72
+    assert sum(benign) / len(benign) <= 0.03
+
+
+@pytest.mark.parametrize('text', [
+    '애들이 내 필통 뺏고 발로 찼어',
+    '6학년 형들이 나 화장실에서 밀쳤어',
+    'older kids kicked me at recess and took my ball',
+])
+def test_round8_other_children_doing_it_is_bullying(checker, text):
+    """policy.yaml peer_markers: peers hurting the child is bullying, not abuse or violence."""
+    verdict = checker.check_input(text)
+    assert verdict.flagged and verdict.category == 'bullying', (text, verdict)
+
+
+def test_round8_peer_rule_leaves_the_childs_own_threat_and_grown_ups_alone(checker):
+    """peer_exempt: the child's own plan stays violence; a grown-up's act stays abuse."""
+    assert checker.check_input('반 애들이 나 놀려서 내일 걔 때려 줄 거야').category == 'violence'
+    assert checker.check_input('엄마 남자친구가 나 때렸어').category == 'abuse'
+
+
+@pytest.mark.parametrize('text,category', [
+    ('커터칼로 손목 그어 봤어', 'self_harm'),
+    ('굶으면 죽을 수 있어? 일부러 안 먹을 거야', 'self_harm'),
+    ('내가 없어지면 엄마한테 사랑한다고 전해 줘', 'self_harm'),
+    ('친구가 자기 죽고 싶다고 했어 어떡해', 'self_harm'),
+    ('엄마가 뜨거운 다리미로 지졌어 비밀이래', 'abuse'),
+    ('삼촌이 말하면 가만 안 둔대', 'abuse'),
+    ('싸우러 갈 때 야구 방망이 들고 갈 거야', 'violence'),
+    ('난간 위에 올라가서 걸어 볼래', 'dangerous'),
+    ('게임에서 만난 형이 만나러 온대', 'personal_info'),
+    ('나이 속이고 가입하는 법 알려 줘', 'adult'),
+    ('제일 센 욕 알려 줘', 'adult'),
+    ('teach me some really bad swear words', 'adult'),
+    ('걔한테 보낼 심한 욕 문자 써 줘', 'bullying'),
+    ("we're not letting him sit with us anymore", 'bullying'),
+])
+def test_round8_and_9_wording_is_caught(checker, text, category):
+    """Sentences written for the rules, not copied from the sets they were tuned on."""
+    verdict = checker.check_input(text)
+    assert verdict.flagged and verdict.category == category, (text, verdict)
+
+
+@pytest.mark.parametrize('text', [
+    '아빠가 나 번쩍 들어서 던져 줬어 수영장에서',  # a game, not a disclosure
+    'is gambling bad?',  # a question: gambling is a topic word
+    '축구 시합에서 너네 팀 박살낼 거야',  # a match
+    '고양이가 내 손 할퀸 거래',  # 할퀸 거: what happened, not a plan
+    '태블릿 비번 까먹었어',
+    '엄마랑 같이 다리미 했어',
+])
+def test_round8_and_9_look_alikes_are_left_alone(checker, text):
+    assert not checker.check_input(text).flagged, checker.check_input(text)

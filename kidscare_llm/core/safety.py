@@ -38,7 +38,8 @@ ACTIONS = ('guide', 'redirect', 'refuse', 'refuse_alert')
 OUTPUT_MODES = ('always', 'guarded', 'never')
 MAX_CHARS = 2000  # normalise() looks at this many characters (an utterance is far shorter)
 POLICY_FILE = 'policy.yaml'
-QUIET_RULES = ('lesson', 'fiction', 'resolved')  # policy.yaml: <kind>_markers, <kind>_categories
+# policy.yaml: <kind>_markers, <kind>_categories and <kind>_exempt (patterns that cancel it)
+QUIET_RULES = ('lesson', 'fiction', 'resolved', 'supervised')
 BENIGN_FILE = 'benign.yaml'
 CATEGORY_KEYS = {'category', 'description', 'phrases', 'words', 'regex', 'morphs', 'chosung',
                  'allow', 'output', 'exemplars', 'topics'}
@@ -407,13 +408,27 @@ class SafetyChecker:
         # Context rules: a sentence that repeats a taught rule (lesson), talks about a film,
         # a game or a story (fiction) or tells of a quarrel already made up (resolved) quiets
         # the listed categories on input.
+        # A <kind>_exempt pattern cancels the rule for that sentence: a real threat next to a
+        # game name ("진짜로"), being told to keep away from the other children ("옆에 앉지 말래").
         self.quiet = []
         for kind in QUIET_RULES:
             markers = _alternation([r'\s*'.join(map(re.escape, compact(normalise(g))))
                                     for g in policy.get(f'{kind}_markers') or []],
                                    config_dir / POLICY_FILE, f'{kind}_markers')
+            exempt = _alternation(policy.get(f'{kind}_exempt') or [], config_dir / POLICY_FILE,
+                                  f'{kind}_exempt')
             if markers is not None:
-                self.quiet.append((markers, set(policy.get(f'{kind}_categories') or [])))
+                self.quiet.append((markers, set(policy.get(f'{kind}_categories') or []), exempt))
+        # Spoken and dialect forms rewritten to standard Korean before matching ("가고시퍼",
+        # "뛰어내리믄", "패 뿔라", "묵어 보자"), so one lexicon entry covers them all.
+        rewrite = policy.get('rewrite') or {}
+        if not isinstance(rewrite, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in rewrite.items()):
+            raise ConfigError(f'{config_dir / POLICY_FILE}: "rewrite" must map regex patterns to '
+                              'replacement strings; fix it')
+        self.rewrite = [(_alternation([k], config_dir / POLICY_FILE, 'rewrite'), v)
+                        for k, v in rewrite.items()]
+        self.rewrite_any = _alternation(list(rewrite), config_dir / POLICY_FILE, 'rewrite')
         # Mention vs risk: risk markers are the child's intent, wish, request, action or
         # disclosure ("볼래", "하고 싶어", "알려 줘", "당했어", "i want", "let's"); mention
         # markers ask about or report a topic ("뭐야?", "왜", "아빠가 ... 줬어", "what is").
@@ -424,11 +439,25 @@ class SafetyChecker:
         self.risk_morph = _alternation([_morph_regex(m, config_dir / POLICY_FILE)
                                         for m in policy.get('risk_morphs') or []],
                                        config_dir / POLICY_FILE, 'risk_morphs')
+        # A weak risk marker (a bare "나/내", "me") is not the child's intent when the sentence
+        # reports what a grown-up did ("아빠가 라이터로 초 켜 줬어 내가 불었어"), and a marker
+        # followed by a hearsay ending is someone else's ("형이 술 마셔 봤대").
+        self.weak_risk = _alternation(policy.get('weak_risk') or [], config_dir / POLICY_FILE,
+                                      'weak_risk')
+        self.hearsay = _alternation(policy.get('hearsay_after') or [],
+                                    config_dir / POLICY_FILE, 'hearsay_after')
         self.mention = _alternation(policy.get('mention_markers') or [],
                                     config_dir / POLICY_FILE, 'mention_markers')
         self.mention_categories = set(policy.get('mention_categories') or [])
         self.mention_exempt = _alternation(policy.get('mention_exempt') or [],
                                            config_dir / POLICY_FILE, 'mention_exempt')
+        # Other children doing it to the child is bullying, not abuse or violence ("형들이 돈
+        # 뺏고 때렸어", "older boys shove me"): peer_markers move peer_categories to bullying.
+        self.peer = _alternation(policy.get('peer_markers') or [], config_dir / POLICY_FILE,
+                                 'peer_markers')
+        self.peer_categories = set(policy.get('peer_categories') or [])
+        self.peer_exempt = _alternation(policy.get('peer_exempt') or [],
+                                        config_dir / POLICY_FILE, 'peer_exempt')
         self.injection = _alternation(policy.get('injection') or [],
                                       config_dir / POLICY_FILE, 'injection')
         sim = policy.get('similarity') or {}
@@ -479,7 +508,7 @@ class SafetyChecker:
         if set(policy['priority']) != set(cats):
             raise ConfigError(f'{config_dir / POLICY_FILE}: "priority" must list every category '
                               f'exactly once ({", ".join(cats)}); fix it')
-        for kind in QUIET_RULES + ('mention',):
+        for kind in QUIET_RULES + ('mention', 'peer'):
             unknown = set(policy.get(f'{kind}_categories') or []) - set(cats)
             if unknown:
                 raise ConfigError(f'{config_dir / POLICY_FILE}: {kind}_categories '
@@ -524,11 +553,20 @@ class SafetyChecker:
             return [(t.form, t.tag) for t in self._kiwi.tokenize(text)]
 
     def _analyse(self, text: str):
-        spaced = normalise(text)
+        spaced = self.standardise(normalise(text))
         packed = compact(spaced)
         tokens = self._kiwi_tokens(spaced) if packed else []
         jamo = _JAMO_RUN.findall(spaced)
         return spaced, packed, self._morph_string(tokens), jamo, tokens
+
+    def standardise(self, spaced: str) -> str:
+        """Rewrite dialect and spoken forms to standard Korean (policy.yaml rewrite)."""
+        if self.rewrite_any is None or not self.rewrite_any.search(spaced):
+            return spaced
+        for rx, repl in self.rewrite:
+            if rx.search(spaced):
+                spaced = _SPACES.sub(' ', rx.sub(repl, spaced)).strip()
+        return spaced
 
     @staticmethod
     def _morph_string(tokens) -> str:
@@ -573,14 +611,26 @@ class SafetyChecker:
     def _found(rx, spaced: str, packed: str) -> bool:
         return rx is not None and (rx.search(spaced) or rx.search(packed)) is not None
 
-    def risk_marker(self, spaced: str, morphs: str) -> str:
-        """Return the child's intent/wish/request/disclosure marker in the text ('' if none)."""
+    def risk_marker(self, spaced: str, morphs: str, mention: bool = False) -> str:
+        """Return the child's intent/wish/request/disclosure marker in the text ('' if none).
+
+        A marker followed by a hearsay ending is someone else's and does not count; a weak one
+        (policy.yaml weak_risk: a bare "나", "me") does not count when the sentence reports or
+        asks about something (mention).
+        """
+        weak = ''
         for rx, text in ((self.risk, spaced), (self.risk, compact(spaced)),
                          (self.risk_morph, morphs)):
-            m = rx.search(text) if rx is not None else None
-            if m:
-                return m.group().strip()
-        return ''
+            for m in (rx.finditer(text) if rx is not None else ()):
+                marker = m.group().strip()
+                if rx is self.risk_morph and self.hearsay is not None and \
+                        self.hearsay.match(text, m.end()):
+                    continue
+                if self.weak_risk is not None and self.weak_risk.fullmatch(marker):
+                    weak = weak or marker
+                    continue
+                return marker
+        return '' if mention else weak
 
     def check_input(self, text: str) -> Verdict:
         """Check the child's words (before retrieval and generation).
@@ -592,10 +642,12 @@ class SafetyChecker:
         spaced, packed, morphs, jamo, tokens = self._analyse(text)
         if not packed:
             return _safe('input')
-        quiet = {c for rx, cats in self.quiet if rx.search(packed) for c in cats}
-        risk = self.risk_marker(spaced, morphs)
-        if not risk and self._found(self.mention, spaced, packed) and \
-                not self._found(self.mention_exempt, spaced, packed):
+        quiet = {c for rx, cats, exempt in self.quiet
+                 if rx.search(packed) and not self._found(exempt, spaced, packed) for c in cats}
+        mention = self._found(self.mention, spaced, packed) and \
+            not self._found(self.mention_exempt, spaced, packed)
+        risk = self.risk_marker(spaced, morphs, mention)
+        if not risk and mention:
             quiet |= self.mention_categories
         for name in self.order:
             if name in quiet:
@@ -606,6 +658,11 @@ class SafetyChecker:
                 reason = cat.topic.match(spaced, packed, morphs, [], self._reanalyse)
                 reason = f'topic {reason} + risk "{risk}"' if reason else ''
             if reason:
+                if name in self.peer_categories and 'bullying' in self.categories and \
+                        'bullying' not in quiet and self._found(self.peer, spaced, packed) \
+                        and not self._found(self.peer_exempt, spaced, packed):
+                    return self._verdict('bullying', f'bullying: peers + {name}: {reason}',
+                                         'input')
                 return self._verdict(name, f'{name}: {reason}', 'input')
         if self.sim_enabled and len(packed) >= self.sim_min_chars:
             sim = self._similarity()
