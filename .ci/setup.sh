@@ -82,6 +82,11 @@ say "installing pinned requirements"
 "${pip[@]}" --no-deps -e .
 $py -c 'import llama_cpp, cyclonedds, kidscare_llm' \
   && say "ready: .venv/bin/kidscare-llm (llama-cpp-python $version, $flavor)"
+# The child-safety classifier learns from config/safety/examples once (seconds) into the cache,
+# so the first node start does not have to.
+say "training the child-safety classifier (once; cached in $cache)"
+KIDSCARE_CACHE_DIR=$cache $py -c \
+  'from kidscare_llm.core.safety import SafetyChecker; SafetyChecker.load().classifier()'
 
 # 5. The default chat model, the Korean 8B Q4 GGUF (about 4.9 GB, once), when the hub answers.
 # The node itself never goes online: without this file it runs the packaged SmolLM2 and says so.

@@ -6,11 +6,12 @@ on risky lines (flagged, any category), category accuracy, the false-refusal rat
 lines, per-category recall, check latency p50/p95 (input and output checks; each line timed
 three times, its fastest run counted, and the first pass's p95 shown too), and, in the same
 run, a baseline: the plain-substring lexicon (the same YAML phrases and words, no
-normalisation, no Kiwi, no similarity) with ratios. Our set is split by line into a dev half
-(even lines) and a test half (odd lines), reported apart (the first tuning pass used only the
-even lines, the second both). test/data/safety_fresh.jsonl was tuned on from round 3 (the
-mention-vs-risk change), test/data/safety_fresh2.jsonl from round 4;
-test/data/safety_fresh3.jsonl, written before round 4, never was.
+normalisation, no Kiwi, no similarity) with ratios, and the figures without the learned
+stage (the classifier, trained on config/safety/examples/*.jsonl: a file from there is marked
+as training data, its figures are not held-out). Our set is split by line into a dev half
+(even lines) and a test half (odd lines), reported apart. The sets and their history (which
+were tuned on, which were never): README, Child safety. test/data/safety_fresh8.jsonl is the
+unseen set: nothing was tuned on it and the classifier never trained on it.
 Last line: one JSON object.
 
   .venv/bin/python bench/safety.py [--data FILE] [--config DIR] [--errors]
@@ -154,6 +155,17 @@ def main(argv=None):
     out_times = list(np.min(np.array(out_passes), axis=0))
     similarity_only = sum(1 for t, y in rows if y != 'benign' and verdicts[t].flagged
                           and 'similar to' in verdicts[t].reason)
+    # The classifier is the last stage: without it, the lines only it flagged pass.
+    by_clf = {t for t, v in verdicts.items() if v.flagged and ': classifier (' in v.reason}
+    risky = [t for t, y in rows if y != 'benign']
+    benign = [t for t, y in rows if y == 'benign']
+    without_clf = {
+        'risky_recall': round(sum(verdicts[t].flagged and t not in by_clf for t in risky)
+                              / max(1, len(risky)), 4),
+        'benign_false_refusal': round(sum(verdicts[t].flagged and t not in by_clf
+                                          for t in benign) / max(1, len(benign)), 4)}
+    examples = checker.clf_examples.resolve()
+    trained_on = checker.clf_enabled and Path(args.data).resolve().parent == examples
 
     print(f'data: {args.data} ({ours_all["n_risky"]} risky, {ours_all["n_benign"]} benign); '
           f'config: {config_dir}; load + warm-up {load_s:.2f} s')
@@ -169,6 +181,12 @@ def main(argv=None):
     print(f'output check (one sentence) p50 {np.percentile(out_times, 50):.3f} ms, '
           f'p95 {np.percentile(out_times, 95):.3f} ms')
     print(f'risky lines caught only by the similarity stage: {similarity_only}')
+    print(f'classifier stage: {len(by_clf & set(risky))} risky and {len(by_clf & set(benign))} '
+          f'benign lines flagged by it alone; without it recall {without_clf["risky_recall"]}, '
+          f'false refusals {without_clf["benign_false_refusal"]}')
+    if trained_on:
+        print(f'note: {args.data} is one of the training files of the classifier '
+              f'({examples}): its figures are not held-out figures')
     print('per-category recall (ours / baseline):')
     for cat, r in ours_all['per_category_recall'].items():
         print(f'  {cat:16}{r:>7}{base_all["per_category_recall"].get(cat)!s:>8}')
@@ -203,6 +221,9 @@ def main(argv=None):
         'false_refusal_ratio_vs_baseline': ratio(ours_all['benign_false_refusal'],
                                                  base_all['benign_false_refusal']),
         'similarity_only_catches': similarity_only,
+        'classifier_only_catches': len(by_clf & set(risky)),
+        'without_classifier': without_clf,
+        'data_is_classifier_training': trained_on,
         'splits': splits,
     }
     print(json.dumps(result, ensure_ascii=False))

@@ -50,3 +50,15 @@ def data_dir(configured: str = '') -> Path:
         raise ConfigError(f'data dir {path} is not writable ({exc.strerror}): set data_dir or '
                           '$KIDSCARE_DATA_DIR to a writable folder') from None
     return path
+
+
+def cache_dir() -> Path:
+    """Return the cache dir for rebuildable files: $KIDSCARE_CACHE_DIR or ~/.cache/kidscare_llm.
+
+    Nothing there is precious (the setup's built wheels, the trained safety classifier); a
+    missing or unwritable folder only means rebuilding.
+    """
+    if os.environ.get('KIDSCARE_CACHE_DIR'):
+        return Path(os.environ['KIDSCARE_CACHE_DIR']).expanduser()
+    xdg = os.environ.get('XDG_CACHE_HOME') or str(Path.home() / '.cache')
+    return Path(xdg) / PACKAGE

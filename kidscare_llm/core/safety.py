@@ -1,6 +1,6 @@
 """Child safety: check the child's words, the model's sentences and retrieved passages.
 
-Three cheap stages, Korean first (config/safety/*.yaml, editable by operators):
+Four cheap stages, Korean first (config/safety/*.yaml, editable by operators):
 
 1. normalise(): NFKC, zero-width characters, case, leetspeak, separators and spaces inside
    words ("죽 고 싶 어", "자.살"), repeated characters, jamo typed one by one ("ㅈㅏㅅㅏㄹ")
@@ -14,13 +14,17 @@ Three cheap stages, Korean first (config/safety/*.yaml, editable by operators):
 3. Similarity (child's words only): TF-IDF over character 2-3-grams and Kiwi lemmas, cosine
    against risky exemplars of every category and benign look-alike exemplars; flagged when
    the nearest risky exemplar is close enough and closer than the nearest benign one.
+4. Classifier (child's words only; safety_classifier.py): a linear model over hashed
+   character n-grams and Kiwi morphemes, trained once on config/safety/examples/*.jsonl and
+   cached; it flags what the stages above miss when P(not benign) >= its threshold.
 
-No model is needed: the whole check costs well under a millisecond plus one Kiwi call
+No neural model is needed: the whole check costs a millisecond or two including one Kiwi call
 (~0.2 ms), so it runs on every generated sentence (bench/safety.py measures it).
 """
 
 from collections import Counter
 from dataclasses import dataclass
+import json
 import math
 from pathlib import Path
 import re
@@ -32,7 +36,8 @@ import numpy as np
 import yaml
 
 from kidscare_llm.core.errors import ConfigError
-from kidscare_llm.core.paths import share_dir
+from kidscare_llm.core.paths import cache_dir, share_dir
+from kidscare_llm.core.safety_classifier import SafetyClassifier
 
 ACTIONS = ('guide', 'redirect', 'refuse', 'refuse_alert')
 OUTPUT_MODES = ('always', 'guarded', 'never')
@@ -460,6 +465,15 @@ class SafetyChecker:
                                         config_dir / POLICY_FILE, 'peer_exempt')
         self.injection = _alternation(policy.get('injection') or [],
                                       config_dir / POLICY_FILE, 'injection')
+        # The learned stage (safety_classifier.py): trained once on config/safety/examples,
+        # flags what the lexicon and the exemplars miss when P(not benign) >= threshold.
+        clf = policy.get('classifier') or {}
+        self.clf_enabled = bool(clf.get('enabled', False))
+        self.clf_threshold = float(clf.get('threshold', 0.9))
+        self.clf_dims_log2 = int(clf.get('dims_log2', 16))
+        self.clf_c = float(clf.get('c', 10.0))
+        self.clf_examples = config_dir / str(clf.get('examples', 'examples'))
+        self._clf: Optional[SafetyClassifier] = None
         sim = policy.get('similarity') or {}
         self.sim_threshold = float(sim.get('threshold', 0.5))
         self.sim_threshold_en = float(sim.get('threshold_en', self.sim_threshold))
@@ -469,6 +483,7 @@ class SafetyChecker:
         self._kiwi = kiwi
         self._lock = threading.Lock()
         self._kiwi_lock = threading.Lock()
+        self._clf_lock = threading.Lock()
         self._turn: Dict[str, int] = {}
         texts, labels = [], []
         for name in self.order:
@@ -513,6 +528,22 @@ class SafetyChecker:
             if unknown:
                 raise ConfigError(f'{config_dir / POLICY_FILE}: {kind}_categories '
                                   f'{sorted(unknown)} are not categories; fix the list')
+        clf = policy.get('classifier') or {}
+        if not isinstance(clf, dict):
+            raise ConfigError(f'{config_dir / POLICY_FILE}: "classifier" must be a mapping '
+                              '(enabled, threshold, examples, dims_log2, c); fix it')
+        try:
+            threshold, dims, c = (float(clf.get('threshold', 0.9)),
+                                  int(clf.get('dims_log2', 16)), float(clf.get('c', 10.0)))
+        except (TypeError, ValueError):
+            threshold, dims, c = -1.0, 0, 0.0
+        if not (0.0 < threshold < 1.0 and 10 <= dims <= 22 and c > 0):
+            raise ConfigError(f'{config_dir / POLICY_FILE}: classifier needs 0 < threshold < 1, '
+                              '10 <= dims_log2 <= 22 and c > 0; fix the values')
+        examples = config_dir / str(clf.get('examples', 'examples'))
+        if clf.get('enabled') and not examples.is_dir():
+            raise ConfigError(f'{examples}: classifier examples folder not found; add JSONL '
+                              'example lines there or set classifier.enabled: false')
         replies = policy.get('replies')
         if not isinstance(replies, dict):
             raise ConfigError(f'{config_dir / POLICY_FILE}: "replies" (safe lines per category '
@@ -596,9 +627,27 @@ class SafetyChecker:
                 texts, labels)
         return self._sim
 
+    def _spaced_and_morphs(self, text: str) -> Tuple[str, str]:
+        spaced, _, morphs, _, _ = self._analyse(text)
+        return spaced, morphs
+
+    def classifier(self) -> Optional[SafetyClassifier]:
+        """Return the learned stage (trained on first use, then read from the cache)."""
+        if not self.clf_enabled:
+            return None
+        if self._clf is None:
+            with self._clf_lock:
+                if self._clf is None:
+                    salt = json.dumps(self.policy.get('rewrite') or {}, ensure_ascii=False)
+                    self._clf = SafetyClassifier.load_or_train(
+                        self.clf_examples, self._spaced_and_morphs, self.clf_dims_log2,
+                        self.clf_c, cache_dir(), salt)
+        return self._clf
+
     def warm_up(self) -> 'SafetyChecker':
-        """Load Kiwi and build the exemplar index now, so the first check is not slow."""
+        """Load Kiwi, the exemplar index and the classifier now: the first check is not slow."""
         self._similarity()
+        self.classifier()
         return self
 
     def _verdict(self, category: str, reason: str, stage: str, score: float = 0.0) -> Verdict:
@@ -680,6 +729,13 @@ class SafetyChecker:
                         name not in quiet and not (allow is not None and allow.search(packed)):
                     return self._verdict(name, f'{name}: similar to exemplar '
                                          f'"{sim.texts[best]}" ({s:.2f})', 'input', s)
+        clf = self.classifier()
+        if clf is not None:
+            name, p = clf.risky(spaced, morphs)
+            allow = self.categories[name].allow_re if name in self.categories else None
+            if p >= self.clf_threshold and name in self.categories and name not in quiet \
+                    and not (allow is not None and allow.search(packed)):
+                return self._verdict(name, f'{name}: classifier ({p:.2f})', 'input', p)
         return _safe('input')
 
     def check_output(self, text: str) -> Verdict:
