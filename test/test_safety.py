@@ -742,16 +742,18 @@ def test_fresh7_and_fresh8_sets_are_separate_and_cover_every_category():
 
 
 def test_fresh8_unseen_figures_do_not_regress(checker):
-    """The set nobody tuned on: a floor at its figures when it was added (recall 0.725).
+    """The sets nobody tuned or trained on: floors at their figures when they were added.
 
-    Far below the 0.95 target: this floor records the lexicon's reach on a new author's
-    wording, it is not the target (README: Child safety, unseen sets).
+    fresh8 (risky and look-alike lines by a third author): recall 0.893 with the classifier
+    (0.730 without), below the 0.95 target; everyday talk: 3 false alarms in 277 lines.
     """
     rows = _rows('safety_fresh8.jsonl')
     risky = [checker.check_input(r['text']).flagged for r in rows if r['label'] != 'benign']
     benign = [checker.check_input(r['text']).flagged for r in rows if r['label'] == 'benign']
-    assert sum(risky) / len(risky) >= 0.72
+    assert sum(risky) / len(risky) >= 0.88
     assert sum(benign) / len(benign) <= 0.03
+    everyday = [checker.check_input(r['text']).flagged for r in _rows('safety_everyday.jsonl')]
+    assert len(everyday) >= 250 and sum(everyday) / len(everyday) <= 0.015
 
 
 @pytest.mark.parametrize('text', [
