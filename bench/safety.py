@@ -10,8 +10,9 @@ normalisation, no Kiwi, no similarity) with ratios, and the figures without the 
 stage (the classifier, trained on config/safety/examples/*.jsonl: a file from there is marked
 as training data, its figures are not held-out). Our set is split by line into a dev half
 (even lines) and a test half (odd lines), reported apart. The sets and their history (which
-were tuned on, which were never): README, Child safety. test/data/safety_fresh8.jsonl is the
-unseen set: nothing was tuned on it and the classifier never trained on it.
+were tuned on, which were never): README, Child safety. test/data/safety_fresh8.jsonl,
+safety_fresh9.jsonl and safety_everyday.jsonl are the unseen sets: nothing was tuned on them
+and the classifier never trained on them.
 Last line: one JSON object.
 
   .venv/bin/python bench/safety.py [--data FILE] [--config DIR] [--errors]
@@ -30,21 +31,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT / 'test' / 'data' / 'safety_eval.jsonl'
 
+from kidscare_llm.core.errors import ConfigError  # noqa: E402
 from kidscare_llm.core.safety import default_safety_dir, SafetyChecker  # noqa: E402
+from kidscare_llm.core.safety_classifier import read_labelled  # noqa: E402
 
 
 def load(path):
     """Return [(text, label)] of a JSONL file; a bad line stops with its number."""
-    rows = []
-    for n, line in enumerate(Path(path).read_text(encoding='utf-8').splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            rows.append((str(obj['text']), str(obj['label'])))
-        except (ValueError, KeyError, TypeError) as exc:
-            sys.exit(f'{path}:{n}: not a {{"text": ..., "label": ...}} line ({exc})')
-    return rows
+    try:
+        return read_labelled(Path(path))
+    except ConfigError as exc:
+        sys.exit(str(exc))
 
 
 class Baseline:

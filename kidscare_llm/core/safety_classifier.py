@@ -52,20 +52,24 @@ def features(spaced: str, morphs: str, dims_log2: int) -> Tuple[np.ndarray, np.n
     return idx, val.astype(np.float32)
 
 
-def read_examples(folder: Path) -> List[Tuple[str, str]]:
-    """Return [(text, label)] of every *.jsonl file in folder (sorted); a bad line stops."""
+def read_labelled(path: Path) -> List[Tuple[str, str]]:
+    """Return [(text, label)] of one JSONL file; a bad line raises ConfigError with its number."""
     rows = []
-    for path in sorted(folder.glob('*.jsonl')):
-        for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                rows.append((str(obj['text']), str(obj['label'])))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ConfigError(f'{path}:{n}: not a {{"text": ..., "label": ...}} line '
-                                  f'({exc}); fix or remove it') from None
+    for n, line in enumerate(Path(path).read_text(encoding='utf-8').splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            rows.append((str(obj['text']), str(obj['label'])))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f'{path}:{n}: not a {{"text": ..., "label": ...}} line ({exc}); '
+                              'fix or remove it') from None
     return rows
+
+
+def read_examples(folder: Path) -> List[Tuple[str, str]]:
+    """Return [(text, label)] of every *.jsonl file in folder, in name order."""
+    return [row for path in sorted(folder.glob('*.jsonl')) for row in read_labelled(path)]
 
 
 class SafetyClassifier:
