@@ -296,6 +296,8 @@ def test_operators_extend_the_yaml(tmp_path):
      "mention_categories ['pets'] are not categories"),
     ('policy.yaml', lambda s: s.replace('risk_morphs:\n', 'risk_morphs:\n  - 싶/vx\n', 1),
      'policy.yaml: morpheme "싶/vx"'),
+    ('policy.yaml', lambda s: s.replace('peer_category: bullying', 'peer_category: teasing', 1),
+     "peer_categories or peer_category ['teasing'] are not categories"),
     ('policy.yaml', lambda s: s.replace('  threshold: 0.9\n', '  threshold: 1.5\n', 1),
      'classifier needs 0 < threshold < 1'),
     ('policy.yaml', lambda s: s.replace('  examples: examples\n', '  examples: nowhere\n', 1),

@@ -461,6 +461,7 @@ class SafetyChecker:
         self.peer = _alternation(policy.get('peer_markers') or [], config_dir / POLICY_FILE,
                                  'peer_markers')
         self.peer_categories = set(policy.get('peer_categories') or [])
+        self.peer_category = str(policy.get('peer_category', 'bullying'))
         self.peer_exempt = _alternation(policy.get('peer_exempt') or [],
                                         config_dir / POLICY_FILE, 'peer_exempt')
         self.injection = _alternation(policy.get('injection') or [],
@@ -525,9 +526,13 @@ class SafetyChecker:
                               f'exactly once ({", ".join(cats)}); fix it')
         for kind in QUIET_RULES + ('mention', 'peer'):
             unknown = set(policy.get(f'{kind}_categories') or []) - set(cats)
+            if kind == 'peer' and policy.get('peer_markers'):
+                unknown |= {str(policy.get('peer_category', 'bullying'))} - set(cats)
             if unknown:
-                raise ConfigError(f'{config_dir / POLICY_FILE}: {kind}_categories '
-                                  f'{sorted(unknown)} are not categories; fix the list')
+                what = 'peer_categories or peer_category' if kind == 'peer' else \
+                    f'{kind}_categories'
+                raise ConfigError(f'{config_dir / POLICY_FILE}: {what} {sorted(unknown)} are '
+                                  'not categories; fix the list')
         clf = policy.get('classifier') or {}
         if not isinstance(clf, dict):
             raise ConfigError(f'{config_dir / POLICY_FILE}: "classifier" must be a mapping '
@@ -638,7 +643,10 @@ class SafetyChecker:
         if self._clf is None:
             with self._clf_lock:
                 if self._clf is None:
-                    salt = json.dumps(self.policy.get('rewrite') or {}, ensure_ascii=False)
+                    from kiwipiepy import __version__ as kiwi_version
+                    # the features also depend on the rewrite rules and Kiwi's analyses
+                    salt = json.dumps([self.policy.get('rewrite') or {}, kiwi_version],
+                                      ensure_ascii=False)
                     self._clf = SafetyClassifier.load_or_train(
                         self.clf_examples, self._spaced_and_morphs, self.clf_dims_log2,
                         self.clf_c, cache_dir(), salt)
@@ -707,11 +715,11 @@ class SafetyChecker:
                 reason = cat.topic.match(spaced, packed, morphs, [], self._reanalyse)
                 reason = f'topic {reason} + risk "{risk}"' if reason else ''
             if reason:
-                if name in self.peer_categories and 'bullying' in self.categories and \
-                        'bullying' not in quiet and self._found(self.peer, spaced, packed) \
+                peer = self.peer_category
+                if name in self.peer_categories and peer in self.categories and \
+                        peer not in quiet and self._found(self.peer, spaced, packed) \
                         and not self._found(self.peer_exempt, spaced, packed):
-                    return self._verdict('bullying', f'bullying: peers + {name}: {reason}',
-                                         'input')
+                    return self._verdict(peer, f'{peer}: peers + {name}: {reason}', 'input')
                 return self._verdict(name, f'{name}: {reason}', 'input')
         if self.sim_enabled and len(packed) >= self.sim_min_chars:
             sim = self._similarity()
