@@ -81,7 +81,7 @@ class SafetyClassifier:
         self.bias = np.asarray(bias, dtype=np.float32)
         self.classes = [str(c) for c in classes]
         self.dims_log2 = int(dims_log2)
-        self.benign = self.classes.index('benign') if 'benign' in self.classes else -1
+        self.benign = self.classes.index('benign')  # load_or_train requires benign lines
 
     def proba(self, spaced: str, morphs: str) -> np.ndarray:
         """Return the class probabilities of one analysed text (softmax of the scores)."""
@@ -93,11 +93,9 @@ class SafetyClassifier:
     def risky(self, spaced: str, morphs: str) -> Tuple[str, float]:
         """Return (most likely risky label, P(not benign)) of one analysed text."""
         p = self.proba(spaced, morphs)
-        risk = 1.0 - float(p[self.benign]) if self.benign >= 0 else 1.0
-        masked = p.copy()
-        if self.benign >= 0:
-            masked[self.benign] = -1.0
-        return self.classes[int(np.argmax(masked))], risk
+        risk = 1.0 - float(p[self.benign])
+        p[self.benign] = -1.0
+        return self.classes[int(np.argmax(p))], risk
 
     # -- training and the cache
 
