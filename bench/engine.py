@@ -30,8 +30,8 @@ os.environ.setdefault('CYCLONEDDS_URI', f'file://{ROOT / "test" / "cyclonedds-lo
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 200)))
 
 from kidscare_llm.core import paths, settings  # noqa: E402
-from kidscare_llm.core.models import packaged_model  # noqa: E402
-from kidscare_llm.core.persona import load_persona  # noqa: E402
+from kidscare_llm.core.llm.models import packaged_model  # noqa: E402
+from kidscare_llm.core.chat.persona import load_persona  # noqa: E402
 from kidscare_llm.transport import MSG_STRING  # noqa: E402
 from kidscare_llm.transport.dds import DdsTransport  # noqa: E402
 

@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / 'shared' / 'data' / 'korquad' / 'KorQuAD_v1.0_dev.json'
 
 from kidscare_llm.core import settings  # noqa: E402
-from kidscare_llm.core.chat import build_engine  # noqa: E402
-from kidscare_llm.core.llm import LlamaCppBackend  # noqa: E402
-from kidscare_llm.core.models import packaged_model  # noqa: E402
+from kidscare_llm.core.chat.engine import build_engine  # noqa: E402
+from kidscare_llm.core.llm.backends import LlamaCppBackend  # noqa: E402
+from kidscare_llm.core.llm.models import packaged_model  # noqa: E402
 
 MESSAGES = [
     '안녕! 나는 라이언이야.', '임종석이 지명수배된 날은 언제야?', '오늘 유치원에서 그림 그렸어.',
@@ -109,7 +109,7 @@ def run_baseline(model, docs, turns, sessions, persona):
     from langchain_core.runnables.history import RunnableWithMessageHistory
     import llama_cpp
 
-    from kidscare_llm.core.embeddings import SentenceTransformerEmbedder
+    from kidscare_llm.core.rag.embeddings import SentenceTransformerEmbedder
     probe = llama_cpp.Llama(str(model), n_ctx=64, verbose=False, vocab_only=True)
     rope = float(probe.metadata.get('llama.rope.freq_base', 10000.0))
     del probe
@@ -197,7 +197,7 @@ def main():
         if name == 'ours_alternating':
             snapshot_mb, snapshot_tokens = size / 2**20, tokens
             switches = [r['switch_ms'] for r in rows if r['switch'] == 'restored']
-    from kidscare_llm.core.persona import load_persona
+    from kidscare_llm.core.chat.persona import load_persona
     from kidscare_llm.core import paths
     persona = load_persona(paths.default_persona_dir()).system_prompt(True)
     results['baseline'] = run_baseline(model, docs, a.turns, 2, persona)

@@ -25,7 +25,7 @@ os.environ.setdefault('CYCLONEDDS_URI', f'file://{ROOT / "test" / "cyclonedds-lo
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(201, 230)))
 BIN = Path(sys.executable).parent
 
-from kidscare_llm.core.chat import SPOKEN  # noqa: E402  (after the DDS environment is set)
+from kidscare_llm.core.chat.engine import SPOKEN  # noqa: E402  (after the DDS environment is set)
 from kidscare_llm.transport import KEEP_ALL, MSG_STRING  # noqa: E402
 from kidscare_llm.transport.dds import DdsTransport  # noqa: E402
 

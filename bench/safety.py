@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT / 'test' / 'data' / 'safety_eval.jsonl'
 
 from kidscare_llm.core.errors import ConfigError  # noqa: E402
-from kidscare_llm.core.safety import default_safety_dir, SafetyChecker  # noqa: E402
-from kidscare_llm.core.safety_classifier import read_labelled  # noqa: E402
+from kidscare_llm.core.safety.checker import default_safety_dir, SafetyChecker  # noqa: E402
+from kidscare_llm.core.safety.classifier import read_labelled  # noqa: E402
 
 
 def load(path):

@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT))
 os.environ['CYCLONEDDS_URI'] = f'file://{ROOT / "test" / "cyclonedds-loopback.xml"}'
 os.environ['ROS_DOMAIN_ID'] = str(random.randint(201, 225))  # away from test runs
 
-from kidscare_llm.core.audio import Player, resample, STT_RATE  # noqa: E402
-from kidscare_llm.core.stt import Segmenter, Transcriber, VadSettings  # noqa: E402
-from kidscare_llm.core.tts import Speaker, Synthesizer  # noqa: E402
+from kidscare_llm.core.voice.audio import Player, resample, STT_RATE  # noqa: E402
+from kidscare_llm.core.voice.stt import Segmenter, Transcriber, VadSettings  # noqa: E402
+from kidscare_llm.core.voice.tts import Speaker, Synthesizer  # noqa: E402
 from kidscare_llm.transport import MSG_STRING, TransportError  # noqa: E402
 from kidscare_llm.transport.dds import DdsTransport  # noqa: E402
 

@@ -101,7 +101,7 @@ def _load_params(args) -> dict:
 
 def cmd_chat(args) -> int:
     """Run a terminal conversation through the core engine, printing tokens as they stream."""
-    from kidscare_llm.core.chat import build_engine
+    from kidscare_llm.core.chat.engine import build_engine
 
     params = _load_params(args)
     engine = build_engine(params)
@@ -158,7 +158,7 @@ def cmd_node(args) -> int:
 
 def cmd_say(args) -> int:
     """Publish one utterance to a running chat node and print the streamed and final reply."""
-    from kidscare_llm.core.chat import clean_utterance
+    from kidscare_llm.core.chat.engine import clean_utterance
     from kidscare_llm.core.errors import EmptyUtterance
     from kidscare_llm.transport import create, MSG_STRING
 
@@ -204,7 +204,7 @@ def cmd_ingest(args) -> int:
     """Index documents (progress bar, one line per failure); 1 if any file failed."""
     from pathlib import Path
 
-    from kidscare_llm.core.rag import build_knowledge_base
+    from kidscare_llm.core.rag.context import build_knowledge_base
 
     params = _load_params(args)
     kb = build_knowledge_base(params)
@@ -221,7 +221,8 @@ def cmd_ingest(args) -> int:
 
 def cmd_download_model(args) -> int:
     """Download the configured GGUF (default: the Korean 8B Q4) into the data dir's cache."""
-    from kidscare_llm.core import models, paths
+    from kidscare_llm.core import paths
+    from kidscare_llm.core.llm import models
 
     params = _load_params(args)
     cache = paths.data_dir(params['data_dir']) / 'models'

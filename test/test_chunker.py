@@ -1,6 +1,6 @@
 """Sentence chunks from a token stream, for early speech."""
 
-from kidscare_llm.core.chunker import PieceBatcher, SentenceChunker
+from kidscare_llm.core.chat.chunker import PieceBatcher, SentenceChunker
 
 
 def feed_all(pieces, **kw):
@@ -37,7 +37,7 @@ def test_run_on_text_is_cut_near_max_chars():
 
 def test_piece_batcher_sends_the_first_piece_at_once_then_batches(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr('kidscare_llm.core.chunker.time.monotonic', lambda: clock[0])
+    monkeypatch.setattr('kidscare_llm.core.chat.chunker.time.monotonic', lambda: clock[0])
     sent = []
     batcher = PieceBatcher(sent.append, interval_s=0.05)
     batcher.add('Hel')

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import BIN
-from kidscare_llm.core.chat import SPOKEN
+from kidscare_llm.core.chat.engine import SPOKEN
 from kidscare_llm.transport.dds import DdsTransport
 from ros2_wire import Peer
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import BIN, Recording
 from kidscare_llm.core import settings
-from kidscare_llm.core.chat import build_engine, SPOKEN
+from kidscare_llm.core.chat.engine import build_engine, SPOKEN
 from kidscare_llm.core.errors import EmptyUtterance
 
 pytestmark = pytest.mark.slow

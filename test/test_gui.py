@@ -16,7 +16,7 @@ import pytest
 
 from conftest import BIN, HERE
 from kidscare_llm.core import settings
-from kidscare_llm.core.chat import SPOKEN
+from kidscare_llm.core.chat.engine import SPOKEN
 from kidscare_llm.gui.client import LocalClient, NodeClient
 from kidscare_llm.gui.window import application, ChatWindow
 from kidscare_llm.transport import MSG_BOOL, MSG_STRING

@@ -11,9 +11,9 @@ import pytest
 
 from conftest import BIN, free_port, wait_for_port
 from kidscare_llm.core import settings
-from kidscare_llm.core.chat import build_engine
-from kidscare_llm.core.knowledge import BM25Index, chunk_sentences, fuse
-from kidscare_llm.core.rag import build_knowledge_base, CONTEXT_HEADER, with_context
+from kidscare_llm.core.chat.engine import build_engine
+from kidscare_llm.core.rag.knowledge import BM25Index, chunk_sentences, fuse
+from kidscare_llm.core.rag.context import build_knowledge_base, CONTEXT_HEADER, with_context
 
 pytestmark = pytest.mark.slow
 
@@ -152,7 +152,7 @@ def test_retrieved_fact_reaches_the_model(docs, data_dir, real_backend):
 
 
 def test_context_budget_keeps_the_best_passages_that_fit():
-    from kidscare_llm.core.knowledge import Passage
+    from kidscare_llm.core.rag.knowledge import Passage
     passages = [Passage(str(i), 'x' * size, f's{i}', 0) for i, size in
                 enumerate((100, 500, 50))]
     got = with_context('질문', passages, len, budget=200)

@@ -38,7 +38,7 @@ else:
     @pytest.mark.launch_test
     def generate_test_description():
         """Launch chat.launch.py with the packaged model and a fast parameter file."""
-        from kidscare_llm.core.models import packaged_model
+        from kidscare_llm.core.llm.models import packaged_model
 
         params = Path(tempfile.mkdtemp()) / 'fast.yaml'
         data_dir = params.parent / 'data'

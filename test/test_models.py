@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from kidscare_llm.core.errors import ModelError
-from kidscare_llm.core.models import check_gguf, packaged_model, resolve_model
+from kidscare_llm.core.llm.models import check_gguf, packaged_model, resolve_model
 
 REPO, FILE = 'org/korean-8b-gguf', 'model-Q4_K_M.gguf'
 
@@ -38,7 +38,7 @@ def test_cached_hub_file_is_used_without_network(tmp_path, packaged_gguf):
 
 
 def test_offline_falls_back_to_the_packaged_model_and_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr('kidscare_llm.core.models.hub_reachable', lambda timeout=3.0: False)
+    monkeypatch.setattr('kidscare_llm.core.llm.models.hub_reachable', lambda timeout=3.0: False)
     choice = resolve_model('', REPO, FILE, True, tmp_path)
     assert choice.path == packaged_model()
     assert 'offline' in choice.reason and 'weak at Korean' in choice.reason

@@ -3,8 +3,8 @@
 import pytest
 
 from kidscare_llm.core import settings
-from kidscare_llm.core.chat import build_engine
-from kidscare_llm.core.llm import KVSnapshot, LlamaCppBackend, SnapshotCache
+from kidscare_llm.core.chat.engine import build_engine
+from kidscare_llm.core.llm.backends import KVSnapshot, LlamaCppBackend, SnapshotCache
 
 pytestmark = pytest.mark.slow
 FAST = {'llm.temperature': '0', 'llm.max_tokens': '24', 'model.download': 'false',

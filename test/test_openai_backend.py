@@ -8,9 +8,9 @@ import pytest
 
 from conftest import free_port, wait_for_port
 from kidscare_llm.core import settings
-from kidscare_llm.core.chat import build_engine, SPOKEN
+from kidscare_llm.core.chat.engine import build_engine, SPOKEN
 from kidscare_llm.core.errors import LLMError
-from kidscare_llm.core.llm import OpenAIBackend, Sampling
+from kidscare_llm.core.llm.backends import OpenAIBackend, Sampling
 
 pytestmark = pytest.mark.slow
 GREEDY = Sampling(temperature=0.0, top_p=1.0, max_tokens=24)

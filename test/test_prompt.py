@@ -2,8 +2,8 @@
 
 import pytest
 
-from kidscare_llm.core.prompt import MESSAGE_OVERHEAD, plan_prompt
-from kidscare_llm.core.sessions import StoredMessage
+from kidscare_llm.core.chat.prompt import MESSAGE_OVERHEAD, plan_prompt
+from kidscare_llm.core.chat.sessions import StoredMessage
 
 
 def count(text):

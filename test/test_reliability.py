@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import BIN
-from kidscare_llm.core.chat import SPOKEN
+from kidscare_llm.core.chat.engine import SPOKEN
 from ros2_wire import Peer
 
 pytestmark = pytest.mark.slow

@@ -141,8 +141,8 @@ def test_audio_topics_speak_audio_common_msgs(ros, transport, tmp_path):
         pytest.skip('plain DDS interoperates with rmw_cyclonedds_cpp only')
     import numpy as np
 
-    from kidscare_llm.core.audio import resample
-    from kidscare_llm.core.tts import PiperEngine
+    from kidscare_llm.core.voice.audio import resample
+    from kidscare_llm.core.voice.tts import PiperEngine
 
     node = ros[0]
     audio, rate = PiperEngine().synthesize('The little lion likes to eat red apples.')

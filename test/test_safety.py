@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from kidscare_llm.core import safety
+from kidscare_llm.core.safety import checker as safety
 from kidscare_llm.core.errors import ConfigError
-from kidscare_llm.core.safety import normalise, SafetyChecker, Verdict
+from kidscare_llm.core.safety.checker import normalise, SafetyChecker, Verdict
 
 EXAMPLES = ROOT / 'config' / 'safety' / 'examples'  # the classifier's training lines
 
@@ -853,7 +853,7 @@ def small_examples(folder: Path, extra: str = '') -> None:
 
 
 def test_classifier_is_trained_once_then_read_from_the_cache(tmp_path, monkeypatch):
-    from kidscare_llm.core.safety_classifier import SafetyClassifier
+    from kidscare_llm.core.safety.classifier import SafetyClassifier
     monkeypatch.setenv('KIDSCARE_CACHE_DIR', str(tmp_path / 'cache'))
     folder = copy_config(tmp_path)
     small_examples(folder)
@@ -895,7 +895,7 @@ def test_bad_example_line_names_the_file_and_line(tmp_path, monkeypatch):
 
 
 def test_classifier_features_are_normalised_and_stable():
-    from kidscare_llm.core.safety_classifier import features
+    from kidscare_llm.core.safety.classifier import features
     idx, val = features('나 죽고 싶어', ' 나/NP 죽/VV 고/EC 싶/VX 어/EF', 16)
     assert len(idx) == len(val) > 10 and idx.max() < 1 << 16
     assert abs(float(np.linalg.norm(val)) - 1.0) < 1e-5

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import BIN, Recording
 from kidscare_llm.core import settings
-from kidscare_llm.core.chat import build_engine
-from kidscare_llm.core.safety import SafetyChecker
+from kidscare_llm.core.chat.engine import build_engine
+from kidscare_llm.core.safety.checker import SafetyChecker
 from ros2_wire import Peer
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import textwrap
 
-from kidscare_llm.core.sessions import SessionStore
+from kidscare_llm.core.chat.sessions import SessionStore
 
 
 def test_users_get_their_own_sessions(tmp_path):
@@ -41,7 +41,7 @@ def test_history_survives_kill_9_after_a_finished_turn(tmp_path):
     db = tmp_path / 's.sqlite3'
     code = textwrap.dedent(f'''
         import os, signal
-        from kidscare_llm.core.sessions import SessionStore
+        from kidscare_llm.core.chat.sessions import SessionStore
         s = SessionStore({str(db)!r})
         sid = s.current('lion')
         s.add(sid, 'user', '공룡 좋아해')

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 from conftest import BIN, ROOT
-from kidscare_llm.core import stt as stt_core
-from kidscare_llm.core.audio import (AudioChunk, decode_pcm, load_for_stt, PA_FLOAT32, PA_INT16,
+from kidscare_llm.core.voice import stt as stt_core
+from kidscare_llm.core.voice.audio import (AudioChunk, decode_pcm, load_for_stt, PA_FLOAT32, PA_INT16,
                                      PA_INT32, PA_INT8, PA_UINT8, read_wav, StreamResampler,
                                      STT_RATE, VoiceError, write_wav)
-from kidscare_llm.core.tts import EspeakEngine, PiperEngine, Player, Speaker
+from kidscare_llm.core.voice.tts import EspeakEngine, PiperEngine, Player, Speaker
 from kidscare_llm.transport import KEEP_ALL, MSG_AUDIO, MSG_BOOL, MSG_STRING
 from kidscare_llm.transport.dds import DdsTransport
 from ros2_wire import Peer
@@ -301,7 +301,7 @@ def test_startup_errors_are_one_clear_line(cmd, message, voice_dir):
 
 
 def test_sound_output_without_a_sound_card_is_refused_at_start_up(voice_dir):
-    from kidscare_llm.core.audio import has_device
+    from kidscare_llm.core.voice.audio import has_device
     if has_device('output'):
         pytest.skip('this machine has a sound card')
     proc = subprocess.run([str(BIN / 'tts_node'), '--transport', 'dds', '--ros-args', '-p',

@@ -1,1 +1,1 @@
-"""Plain-Python logic of kidscare_llm: no ROS or transport imports here (a test enforces it)."""
+"""Plain-Python core of kidscare_llm, grouped by domain; it never imports ROS or a transport."""

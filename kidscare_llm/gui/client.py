@@ -295,7 +295,7 @@ class LocalClient(ChatClient):
         super().close(timeout)
 
     def _main(self) -> None:
-        from kidscare_llm.core.chat import build_engine
+        from kidscare_llm.core.chat.engine import build_engine
 
         self._emit(self.state, 'loading', '')
         try:
@@ -330,7 +330,7 @@ class LocalClient(ChatClient):
                 'user': self.user, 'session': engine.session(self.user)}
 
     def _job(self, engine, kind: str, arg: Any) -> None:
-        from kidscare_llm.core.chunker import PieceBatcher
+        from kidscare_llm.core.chat.chunker import PieceBatcher
 
         if kind == 'send':
             self._cancel.clear()

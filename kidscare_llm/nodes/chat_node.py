@@ -19,8 +19,8 @@ import threading
 import time
 from typing import Callable, Optional
 
-from kidscare_llm.core.chat import build_engine, clean_user, SPOKEN
-from kidscare_llm.core.chunker import PieceBatcher
+from kidscare_llm.core.chat.engine import build_engine, clean_user, SPOKEN
+from kidscare_llm.core.chat.chunker import PieceBatcher
 from kidscare_llm.core.errors import EmptyUtterance, InputError
 from kidscare_llm.core.settings import CHAT_NODE
 from kidscare_llm.nodes.runner import run_node

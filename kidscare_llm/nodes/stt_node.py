@@ -21,11 +21,11 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from kidscare_llm.core import paths
-from kidscare_llm.core.audio import (AudioChunk, has_device, load_for_stt, StreamResampler,
+from kidscare_llm.core.voice.audio import (AudioChunk, has_device, load_for_stt, StreamResampler,
                                      STT_RATE)
 from kidscare_llm.core.errors import KidscareError
 from kidscare_llm.core.settings import STT_NODE
-from kidscare_llm.core.stt import Microphone, Segmenter, Transcriber, VadSettings
+from kidscare_llm.core.voice.stt import Microphone, Segmenter, Transcriber, VadSettings
 from kidscare_llm.nodes.runner import run_node
 from kidscare_llm.transport import MSG_AUDIO, MSG_BOOL, MSG_STRING, Transport
 

@@ -21,9 +21,9 @@ import threading
 from typing import Callable, Optional
 
 from kidscare_llm.core import paths
-from kidscare_llm.core.audio import AudioChunk, has_device, Player, VoiceError
+from kidscare_llm.core.voice.audio import AudioChunk, has_device, Player, VoiceError
 from kidscare_llm.core.settings import TTS_NODE
-from kidscare_llm.core.tts import Speaker, Synthesizer
+from kidscare_llm.core.voice.tts import Speaker, Synthesizer
 from kidscare_llm.nodes.runner import run_node
 from kidscare_llm.transport import MSG_AUDIO, MSG_BOOL, MSG_STRING, Transport
 

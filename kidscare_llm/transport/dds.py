@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, T
 from xml.sax.saxutils import quoteattr
 
 from kidscare_llm.core import paths, settings
-from kidscare_llm.core.audio import AudioChunk, chunk_from_stamped, PA_FLOAT32
+from kidscare_llm.core.voice.audio import AudioChunk, chunk_from_stamped, PA_FLOAT32
 from kidscare_llm.transport.base import (DEPTH, KEEP_ALL, MSG_AUDIO, MSG_BOOL, MSG_STRING,
                                          resolve_name, SRV_TRIGGER, Transport, TransportError,
                                          TriggerHandler, wait_until)

@@ -8,7 +8,7 @@ import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from kidscare_llm.core import settings
-from kidscare_llm.core.audio import AudioChunk, chunk_from_stamped, PA_FLOAT32
+from kidscare_llm.core.voice.audio import AudioChunk, chunk_from_stamped, PA_FLOAT32
 from kidscare_llm.transport.base import (DEPTH, KEEP_ALL, MSG_AUDIO, MSG_BOOL, MSG_STRING,
                                          Transport, TransportError, TriggerHandler, wait_until)
 

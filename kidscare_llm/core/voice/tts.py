@@ -21,7 +21,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from kidscare_llm.core.audio import Played, Player, read_wav, VoiceError, write_wav
+from kidscare_llm.core.voice.audio import Played, Player, read_wav, VoiceError, write_wav
 
 log = logging.getLogger(__name__)
 

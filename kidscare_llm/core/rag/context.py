@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Callable, List, Mapping, Sequence
 
 from kidscare_llm.core import paths
-from kidscare_llm.core.knowledge import KnowledgeBase, Passage
+from kidscare_llm.core.rag.knowledge import KnowledgeBase, Passage
 
 CONTEXT_HEADER = '참고 자료 (답에 도움이 될 때만 써):'
 QUESTION_HEADER = '말:'
@@ -21,8 +21,8 @@ class Retrieved:
 
 def build_knowledge_base(params: Mapping[str, Any], name: str = '') -> KnowledgeBase:
     """Create the knowledge base the parameters describe (embedder, analyzer, Chroma)."""
-    from kidscare_llm.core.embeddings import create_embedder
-    from kidscare_llm.core.korean import KoreanAnalyzer
+    from kidscare_llm.core.rag.embeddings import create_embedder
+    from kidscare_llm.core.rag.korean import KoreanAnalyzer
 
     return KnowledgeBase(
         paths.data_dir(params['data_dir']) / 'knowledge', name or params['rag.name'],

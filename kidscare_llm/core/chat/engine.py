@@ -13,15 +13,15 @@ from typing import Any, Callable, List, Mapping, Optional, Sequence
 from urllib.parse import urlparse
 
 from kidscare_llm.core import paths
-from kidscare_llm.core.chunker import SentenceChunker
+from kidscare_llm.core.chat.chunker import SentenceChunker
 from kidscare_llm.core.errors import (ConfigError, EmptyUtterance, InputError, LLMError,
                                       OversizedUtterance)
-from kidscare_llm.core.llm import LlamaCppBackend, OpenAIBackend, Sampling
-from kidscare_llm.core.models import resolve_model
-from kidscare_llm.core.persona import load_persona, Persona
-from kidscare_llm.core.prompt import MESSAGE_OVERHEAD, plan_prompt
-from kidscare_llm.core.rag import build_knowledge_base, Retrieved, source_paths, with_context
-from kidscare_llm.core.sessions import SessionStore, StoredMessage
+from kidscare_llm.core.llm.backends import LlamaCppBackend, OpenAIBackend, Sampling
+from kidscare_llm.core.llm.models import resolve_model
+from kidscare_llm.core.chat.persona import load_persona, Persona
+from kidscare_llm.core.chat.prompt import MESSAGE_OVERHEAD, plan_prompt
+from kidscare_llm.core.rag.context import build_knowledge_base, Retrieved, source_paths, with_context
+from kidscare_llm.core.chat.sessions import SessionStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class _Either:
 
 def _language(text: str) -> str:
     """Return 'en' for a mostly-Latin utterance, else 'ko' (the safe line's language)."""
-    from kidscare_llm.core.safety import language_of
+    from kidscare_llm.core.safety.checker import language_of
     return language_of(text)
 
 
@@ -422,7 +422,7 @@ def build_engine(params: Mapping[str, Any], backend=None) -> ChatEngine:
                  knowledge.embedder.name)
     safety = None
     if params['safety.enabled']:
-        from kidscare_llm.core.safety import SafetyChecker
+        from kidscare_llm.core.safety.checker import SafetyChecker
 
         config = Path(params['safety.config_dir']) if params['safety.config_dir'] else None
         kiwi = knowledge.analyzer.kiwi if knowledge is not None else None  # one Kiwi, 500 MB

@@ -8,7 +8,7 @@ prompt prefix) then stays put for several turns instead of moving every turn.
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence
 
-from kidscare_llm.core.sessions import StoredMessage
+from kidscare_llm.core.chat.sessions import StoredMessage
 
 # Role markers a chat template adds around each message (ChatML, Llama-3: 4 to 6 tokens).
 MESSAGE_OVERHEAD = 6

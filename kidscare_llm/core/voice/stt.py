@@ -17,7 +17,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from kidscare_llm.core.audio import load_for_stt, STT_RATE, VoiceError
+from kidscare_llm.core.voice.audio import load_for_stt, STT_RATE, VoiceError
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class Microphone:
     """Captures 16 kHz mono from the default input device (sounddevice) into a callback."""
 
     def __init__(self, on_audio: Callable[[np.ndarray], None], block_s: float = 0.1):
-        from kidscare_llm.core.audio import _sounddevice
+        from kidscare_llm.core.voice.audio import _sounddevice
         sd = _sounddevice()
         if sd is None:
             raise VoiceError('no microphone: sounddevice/PortAudio is missing (apt install '

@@ -37,7 +37,7 @@ import yaml
 
 from kidscare_llm.core.errors import ConfigError
 from kidscare_llm.core.paths import cache_dir, share_dir
-from kidscare_llm.core.safety_classifier import SafetyClassifier
+from kidscare_llm.core.safety.classifier import SafetyClassifier
 
 ACTIONS = ('guide', 'redirect', 'refuse', 'refuse_alert')
 OUTPUT_MODES = ('always', 'guarded', 'never')

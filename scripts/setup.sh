@@ -86,11 +86,11 @@ $py -c 'import llama_cpp, cyclonedds, kidscare_llm' \
 # so the first node start does not have to.
 say "training the child-safety classifier (once; cached in $cache)"
 KIDSCARE_CACHE_DIR=$cache $py -c \
-  'from kidscare_llm.core.safety import SafetyChecker; SafetyChecker.load().classifier()'
+  'from kidscare_llm.core.safety.checker import SafetyChecker; SafetyChecker.load().classifier()'
 
 # 5. The default chat model, the Korean 8B Q4 GGUF (about 4.9 GB, once), when the hub answers.
 # The node itself never goes online: without this file it runs the packaged SmolLM2 and says so.
-if [ $model = 1 ] && $py -c 'from kidscare_llm.core.models import hub_reachable as h; \
+if [ $model = 1 ] && $py -c 'from kidscare_llm.core.llm.models import hub_reachable as h; \
     exit(0 if h() else 1)' 2>/dev/null; then
   say "downloading the Korean 8B model (kidscare-llm download-model)"
   .venv/bin/kidscare-llm download-model || say "model download failed: the packaged model runs"

@@ -1,0 +1,1 @@
+"""The conversation: engine, prompt budget, per-child sessions, persona, sentence streaming."""

@@ -1,0 +1,1 @@
+"""Child safety: normalisation, lexicon rules, similarity, the learned stage and the checker."""
