@@ -15,7 +15,7 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
         (f'share/{PACKAGE}/config', glob('config/*.yaml')),
-        (f'share/{PACKAGE}/config/persona', glob('config/persona/*.txt')),
+        (f'share/{PACKAGE}/config/persona', glob('config/persona/*.*')),
         (f'share/{PACKAGE}/config/safety', glob('config/safety/*.yaml')),
         (f'share/{PACKAGE}/config/safety/examples', glob('config/safety/examples/*.jsonl')),
     ],

@@ -11,6 +11,7 @@ Commands:
 """
 
 import argparse
+import json
 import logging
 import queue
 import sys
@@ -101,7 +102,7 @@ def _load_params(args) -> dict:
 
 def cmd_chat(args) -> int:
     """Run a terminal conversation through the core engine, printing tokens as they stream."""
-    from kidscare_llm.core.chat.engine import build_engine
+    from kidscare_llm.core.build import build_engine
 
     params = _load_params(args)
     engine = build_engine(params)
@@ -158,7 +159,7 @@ def cmd_node(args) -> int:
 
 def cmd_say(args) -> int:
     """Publish one utterance to a running chat node and print the streamed and final reply."""
-    from kidscare_llm.core.chat.engine import clean_utterance
+    from kidscare_llm.core.chat.inputs import clean_utterance
     from kidscare_llm.core.errors import EmptyUtterance
     from kidscare_llm.transport import create, MSG_STRING
 
@@ -188,7 +189,7 @@ def cmd_say(args) -> int:
         if args.reset:
             ok, message = transport.call_trigger(f'/{args.node_name}/reset_session',
                                                  max(1.0, deadline - time.monotonic()))
-            print(f'reset: {message}', file=sys.stderr)
+            print(f'reset: {_session_line(ok, message)}', file=sys.stderr)
         publish(text)
         try:
             print(replies.get(timeout=max(0.1, deadline - time.monotonic())))
@@ -204,7 +205,7 @@ def cmd_ingest(args) -> int:
     """Index documents (progress bar, one line per failure); 1 if any file failed."""
     from pathlib import Path
 
-    from kidscare_llm.core.rag.context import build_knowledge_base
+    from kidscare_llm.core.build import build_knowledge_base
 
     params = _load_params(args)
     kb = build_knowledge_base(params)
@@ -253,6 +254,15 @@ def cmd_params(args) -> int:
 
 COMMANDS = {'chat': cmd_chat, 'node': cmd_node, 'say': cmd_say, 'ingest': cmd_ingest,
             'params': cmd_params, 'download-model': cmd_download_model, 'gui': cmd_gui}
+
+
+def _session_line(ok: bool, message: str) -> str:
+    """Turn ~/reset_session's JSON answer into a line for people (prose if it is not JSON)."""
+    try:
+        done = json.loads(message)
+        return f"new session {done['session']} for {done['user']}" if ok else message
+    except (ValueError, KeyError, TypeError):
+        return message
 
 
 def main(argv: Optional[List[str]] = None) -> int:

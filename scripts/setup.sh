@@ -2,10 +2,10 @@
 # Set kidscare_llm up on Debian 12 / Ubuntu 22.04+: apt packages, .venv/, pinned pip
 # requirements, and llama-cpp-python built once and cached as a wheel (a re-run takes seconds).
 #
-#   bash .ci/setup.sh            CPU build
-#   bash .ci/setup.sh --cuda     CUDA build (RTX 3060, Jetson with JetPack; needs nvcc)
-#   bash .ci/setup.sh --no-apt   skip apt-get (you installed the packages yourself)
-#   bash .ci/setup.sh --no-model skip the Korean 8B GGUF download (done when the hub answers)
+#   bash scripts/setup.sh            CPU build
+#   bash scripts/setup.sh --cuda     CUDA build (RTX 3060, Jetson with JetPack; needs nvcc)
+#   bash scripts/setup.sh --no-apt   skip apt-get (you installed the packages yourself)
+#   bash scripts/setup.sh --no-model skip the Korean 8B GGUF download (done when the hub answers)
 #
 # Environment: PYTHON (default python3), KIDSCARE_CACHE_DIR (default ~/.cache/kidscare_llm),
 # CMAKE_ARGS (extra llama.cpp CMake flags), CUDACXX (nvcc path on Jetson).
@@ -82,7 +82,7 @@ say "installing pinned requirements"
 "${pip[@]}" --no-deps -e .
 $py -c 'import llama_cpp, cyclonedds, kidscare_llm' \
   && say "ready: .venv/bin/kidscare-llm (llama-cpp-python $version, $flavor)"
-# The child-safety classifier learns from config/safety/examples once (seconds) into the cache,
+# The child-safety classifier learns from data/safety/train once (seconds) into the cache,
 # so the first node start does not have to.
 say "training the child-safety classifier (once; cached in $cache)"
 KIDSCARE_CACHE_DIR=$cache $py -c \

@@ -31,14 +31,14 @@ def data_dir(tmp_path, monkeypatch):
 @pytest.fixture(scope='session')
 def packaged_gguf():
     """Return the packaged SmolLM2-135M GGUF (the real model every real test uses)."""
-    from kidscare_llm.core.llm.models import check_gguf, packaged_model
-    return check_gguf(packaged_model())
+    from kidscare_llm.core.llm.models import check_gguf, packaged_chat_model
+    return check_gguf(packaged_chat_model())
 
 
 @pytest.fixture(scope='session')
 def real_backend(packaged_gguf):
     """Load the packaged model once per test run through llama.cpp."""
-    from kidscare_llm.core.llm.backends import LlamaCppBackend
+    from kidscare_llm.core.llm.llama_cpp import LlamaCppBackend
     return LlamaCppBackend(packaged_gguf, n_ctx=4096)
 
 

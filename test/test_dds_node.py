@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import BIN
-from kidscare_llm.core.chat.engine import SPOKEN
+from kidscare_llm.core.chat.persona import packaged_persona
 from kidscare_llm.transport.dds import DdsTransport
 from ros2_wire import Peer
 
@@ -106,7 +106,7 @@ def test_bad_input_never_kills_the_node(node):
     peer, data, proc, log = node
     peer.publish('/user_utterance', '   ')  # ignored, no reply
     reply, _ = ask(peer, 'x' * 301)
-    assert reply == SPOKEN['too_long']
+    assert reply == packaged_persona().line('too_long')
     reply, _ = ask(peer, b'broken \xff\xfe utf-8')
     assert reply and proc.poll() is None
     stored = [c for r, c in db_messages(data, 'default_1') if r == 'user']

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import BIN, Recording
 from kidscare_llm.core import settings
-from kidscare_llm.core.chat.engine import build_engine, SPOKEN
+from kidscare_llm.core.build import build_engine
+from kidscare_llm.core.chat.persona import packaged_persona
 from kidscare_llm.core.errors import EmptyUtterance
 
 pytestmark = pytest.mark.slow
@@ -83,7 +84,8 @@ def test_bad_utterances(engine_and_spy):
         engine.reply('lion', '  \n ')
     spoken = []
     reply = engine.reply('lion', '가' * 5000, on_sentence=spoken.append)
-    assert reply.kind == 'refused' and reply.text == SPOKEN['too_long'] == spoken[0]
+    too_long = packaged_persona().line('too_long')
+    assert reply.kind == 'refused' and reply.text == too_long == spoken[0]
     assert spy.prompts == []  # neither reached the model
 
 

@@ -38,7 +38,7 @@ else:
     @pytest.mark.launch_test
     def generate_test_description():
         """Launch chat.launch.py with the packaged model and a fast parameter file."""
-        from kidscare_llm.core.llm.models import packaged_model
+        from kidscare_llm.core.llm.models import packaged_chat_model
 
         params = Path(tempfile.mkdtemp()) / 'fast.yaml'
         data_dir = params.parent / 'data'
@@ -48,7 +48,7 @@ else:
                           encoding='utf-8')
         launch = IncludeLaunchDescription(
             PythonLaunchDescriptionSource(str(SHARE / 'launch' / 'chat.launch.py')),
-            launch_arguments={'params_file': str(params), 'model_path': str(packaged_model()),
+            launch_arguments={'params_file': str(params), 'model_path': str(packaged_chat_model()),
                               'log_level': 'info'}.items())
         return LaunchDescription([launch, launch_testing.actions.ReadyToTest()])
 

@@ -3,8 +3,9 @@
 import pytest
 
 from kidscare_llm.core import settings
-from kidscare_llm.core.chat.engine import build_engine
-from kidscare_llm.core.llm.backends import KVSnapshot, LlamaCppBackend, SnapshotCache
+from kidscare_llm.core.build import build_engine
+from kidscare_llm.core.llm.llama_cpp import LlamaCppBackend
+from kidscare_llm.core.llm.snapshots import KVSnapshot, SnapshotCache
 
 pytestmark = pytest.mark.slow
 FAST = {'llm.temperature': '0', 'llm.max_tokens': '24', 'model.download': 'false',

@@ -8,9 +8,11 @@ import pytest
 
 from conftest import free_port, wait_for_port
 from kidscare_llm.core import settings
-from kidscare_llm.core.chat.engine import build_engine, SPOKEN
+from kidscare_llm.core.build import build_engine
+from kidscare_llm.core.chat.persona import packaged_persona
 from kidscare_llm.core.errors import LLMError
-from kidscare_llm.core.llm.backends import OpenAIBackend, Sampling
+from kidscare_llm.core.llm.base import Sampling
+from kidscare_llm.core.llm.openai import OpenAIBackend
 
 pytestmark = pytest.mark.slow
 GREEDY = Sampling(temperature=0.0, top_p=1.0, max_tokens=24)
@@ -69,7 +71,7 @@ def test_unreachable_server_becomes_a_spoken_apology(data_dir):
         'llm.timeout_s': '2'})
     engine = build_engine(params)
     reply = engine.reply('lion', '안녕')
-    assert reply.kind == 'error' and reply.text == SPOKEN['error']
+    assert reply.kind == 'error' and reply.text == packaged_persona().line('error')
     with pytest.raises(LLMError, match='cannot reach'):
         list(engine.backend.stream([{'role': 'user', 'content': 'x'}], GREEDY))
 

@@ -3,8 +3,8 @@
 import pytest
 
 from kidscare_llm.core import paths
-from kidscare_llm.core.errors import PersonaError
 from kidscare_llm.core.chat.persona import load_persona
+from kidscare_llm.core.errors import PersonaError
 
 
 def write_persona(folder, base='너는 돌봄 로봇이야.', few='예시', info='라이언은 여섯 살이야.'):

@@ -4,11 +4,11 @@ import re
 
 from hypothesis import given, settings, strategies as st
 
-from kidscare_llm.core.chat.engine import clean_user, clean_utterance
 from kidscare_llm.core.chat.chunker import SentenceChunker
-from kidscare_llm.core.errors import InputError
+from kidscare_llm.core.chat.inputs import clean_user, clean_utterance
 from kidscare_llm.core.chat.prompt import MESSAGE_OVERHEAD, plan_prompt
 from kidscare_llm.core.chat.sessions import StoredMessage
+from kidscare_llm.core.errors import InputError
 
 # Korean, English, digits, sentence marks, spaces and line breaks, mixed freely.
 TEXT = st.text(alphabet=st.sampled_from(list('가나다라 안녕 라이언abc XYZ 123 .!?~…。\n,"')),

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import BIN
-from kidscare_llm.core.chat.engine import SPOKEN
+from kidscare_llm.core.chat.persona import packaged_persona
 from ros2_wire import Peer
 
 pytestmark = pytest.mark.slow
@@ -94,7 +94,8 @@ def test_bad_utterances_each_get_a_clear_outcome_and_the_node_stays_up(node):
         peer.publish('/user_utterance', blank)
     time.sleep(1.0)
     assert node_log(data).count('ignored an empty utterance') >= 2
-    assert ask(peer, '가' * 1_000_000) == SPOKEN['too_long']  # 1 MB of Hangul, 3 MB of UTF-8
+    # 1 MB of Hangul, 3 MB of UTF-8
+    assert ask(peer, '가' * 1_000_000) == packaged_persona().line('too_long')
     assert ask(peer, b'hello \xff\xfe robot') is not None  # invalid UTF-8: bad bytes replaced
     assert 'invalid UTF-8, bad bytes replaced' in node_log(data)
     assert ask(peer, 'hi\x01\x02 robot\x7f\x1b[31m') is not None
@@ -131,12 +132,12 @@ def test_a_flood_of_utterances_gets_one_answer_each_and_nothing_is_lost(node):
     replies = replies_until_quiet(peer, sent)
     time.sleep(1.0)
     replies += peer.take('/robot_reply')  # nothing more may come: exactly one answer each
-    busy = replies.count(SPOKEN['busy'])
+    busy = replies.count(packaged_persona().line('busy'))
     assert len(replies) == sent, f'{sent} sent at {rate:.0f}/s, {len(replies)} answered'
     assert busy >= sent - 50 and proc.poll() is None
     log = node_log(data)
     assert 'answered busy to' in log and log.count('answered busy to') < sent / 10  # rate-limited
-    assert ask(peer, 'Are you still there?') not in (None, SPOKEN['busy'])
+    assert ask(peer, 'Are you still there?') not in (None, packaged_persona().line('busy'))
 
 
 def test_kill_9_mid_reply_then_restart_keeps_the_history_and_the_index(tmp_path):

@@ -36,7 +36,7 @@ class ChatClient(QObject):
     final = Signal(str)             # the whole reply: the turn is over
     heard = Signal(str)             # an utterance someone else sent (STT): the child's turn
     user_switched = Signal(str)     # someone else switched the node's user
-    reset_done = Signal(bool, str)  # reset finished: ok, message ('new session <id> for <user>')
+    reset_done = Signal(bool, str)  # reset finished: ok, JSON {user, session} (or the error)
     notice = Signal(str, str)       # key of a message (cancel_failed, error), detail
     listening = Signal(bool)        # the STT node is listening
     ptt_available = Signal(bool)    # an STT node subscribes to push-to-talk
@@ -295,7 +295,7 @@ class LocalClient(ChatClient):
         super().close(timeout)
 
     def _main(self) -> None:
-        from kidscare_llm.core.chat.engine import build_engine
+        from kidscare_llm.core.build import build_engine
 
         self._emit(self.state, 'loading', '')
         try:
@@ -350,7 +350,8 @@ class LocalClient(ChatClient):
             self._emit(self.info, self._describe(engine))
         elif kind == 'reset':
             session_id = engine.reset(self.user)
-            self._emit(self.reset_done, True, f'new session {session_id} for {self.user}')
+            self._emit(self.reset_done, True,
+                       json.dumps({'user': self.user, 'session': session_id}))
         # 'ptt': no STT node in-process
 
     def _relay_piece(self, text: str) -> None:

@@ -19,8 +19,9 @@ import threading
 import time
 from typing import Callable, Optional
 
-from kidscare_llm.core.chat.engine import build_engine, clean_user, SPOKEN
+from kidscare_llm.core.build import apply_live, build_engine
 from kidscare_llm.core.chat.chunker import PieceBatcher
+from kidscare_llm.core.chat.inputs import clean_user
 from kidscare_llm.core.errors import EmptyUtterance, InputError
 from kidscare_llm.core.settings import CHAT_NODE
 from kidscare_llm.nodes.runner import run_node
@@ -61,6 +62,7 @@ class ChatNode:
         transport.serve_trigger('~/cancel', self.on_cancel)
         transport.serve_trigger('~/reindex', self.on_reindex)
         transport.serve_trigger('~/describe', self.on_describe)
+        transport.on_parameter_change(self.on_parameters)
         self._busy = threading.Condition()
         self._busy_owed, self._busy_latest, self._closing = 0, '', False
         self._busy_thread = threading.Thread(target=self._answer_busy, name='chat-busy',
@@ -110,9 +112,9 @@ class ChatNode:
             try:
                 if now - spoken >= BUSY_SPOKEN_EVERY_S:
                     spoken = now
-                    self.publish_partial(SPOKEN['busy'])
+                    self.publish_partial(self.engine.persona.line('busy'))
                 for _ in range(owed):
-                    self.publish_reply(SPOKEN['busy'])
+                    self.publish_reply(self.engine.persona.line('busy'))
             except Exception as exc:  # a failed write must not end the busy answers
                 log.error('busy answer failed: %s', exc)
 
@@ -130,7 +132,13 @@ class ChatNode:
     def on_reset(self):
         """Start a new session for the current user (the old one is kept)."""
         session_id = self.engine.reset(self.user)
-        return True, f'new session {session_id} for {self.user}'
+        return True, json.dumps({'user': self.user, 'session': session_id}, ensure_ascii=False)
+
+    def on_parameters(self, changes: dict) -> None:
+        """Apply live parameters (ros2 param set); raises, and so refuses, on a bad set."""
+        apply_live(self.engine, changes)
+        if 'chat.stream_interval_ms' in changes:
+            self.stream_interval_s = changes['chat.stream_interval_ms'] / 1000.0
 
     def on_cancel(self):
         """Stop the reply being generated at its next token."""
@@ -145,7 +153,7 @@ class ChatNode:
     def on_describe(self):
         """Say which model and backend answer and who is talking (for UIs and operators)."""
         return True, json.dumps({'model': self.engine.describe(),
-                                 'backend': getattr(self.engine.backend, 'kind', 'unknown'),
+                                 'backend': self.engine.backend.kind,
                                  'user': self.user, 'session': self.engine.session(self.user)},
                                 ensure_ascii=False)
 
@@ -173,7 +181,7 @@ class ChatNode:
                 log.info('ignored an empty utterance')
             except Exception as exc:  # never let one utterance stop the worker
                 log.exception('reply failed: %s', exc)
-                self.publish_reply(SPOKEN['error'])
+                self.publish_reply(self.engine.persona.line('error'))
             finally:
                 self._queue.task_done()
 

@@ -23,6 +23,7 @@ DEEP = 1000
 
 # A Trigger handler takes nothing and returns (success, message).
 TriggerHandler = Callable[[], Tuple[bool, str]]
+ParamHandler = Callable[[Dict[str, Any]], None]
 
 
 class TransportError(KidscareError):
@@ -65,6 +66,13 @@ class Transport(ABC):
     @abstractmethod
     def parameters(self, node: str) -> Dict[str, Any]:
         """Declare the node's parameters as core/settings.py lists them; return their values."""
+
+    def on_parameter_change(self, handler: 'ParamHandler') -> None:
+        """Call handler({name: value}) when live parameters change; it raises to refuse.
+
+        Plain DDS has no parameter services: its parameters are fixed at start (params file,
+        -p overrides), so this default keeps the handler unused.
+        """
 
     @abstractmethod
     def publisher(self, topic: str, msg_type: str,

@@ -8,9 +8,11 @@ import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from kidscare_llm.core import settings
+from kidscare_llm.core.errors import ConfigError
 from kidscare_llm.core.voice.audio import AudioChunk, chunk_from_stamped, PA_FLOAT32
 from kidscare_llm.transport.base import (DEPTH, KEEP_ALL, MSG_AUDIO, MSG_BOOL, MSG_STRING,
-                                         Transport, TransportError, TriggerHandler, wait_until)
+                                         ParamHandler, Transport, TransportError, TriggerHandler,
+                                         wait_until)
 
 
 def _ros_value(node: str, name: str, value: Any) -> str:
@@ -22,6 +24,30 @@ def _ros_value(node: str, name: str, value: Any) -> str:
     if isinstance(value, bool):
         return 'true' if value else 'false'
     return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def _descriptor(p):
+    """Return the ROS ParameterDescriptor of one table entry: type, range, read_only."""
+    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                    ParameterType)
+
+    types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+    descriptor = ParameterDescriptor(description=p.description, type=types[p.kind],
+                                     read_only=not p.live)
+    if p.choices:
+        descriptor.additional_constraints = 'one of: ' + ', '.join(p.choices)
+    if p.kind is float and p.low is not None and p.high is not None:
+        descriptor.floating_point_range = [FloatingPointRange(
+            from_value=float(p.low), to_value=float(p.high), step=0.0)]
+    elif p.kind is int and p.low is not None and p.high is not None:
+        descriptor.integer_range = [IntegerRange(from_value=int(p.low), to_value=int(p.high),
+                                                 step=1)]
+    elif p.low is not None or p.high is not None:
+        descriptor.additional_constraints = (
+            f'from {p.low if p.low is not None else "-inf"} '
+            f'to {p.high if p.high is not None else "inf"}')
+    return descriptor
 
 
 class _RosLogHandler(logging.Handler):
@@ -75,6 +101,9 @@ class RclpyTransport(Transport):
         self._executor = MultiThreadedExecutor(num_threads=4)
         self._executor.add_node(self.node)
         self._stop = threading.Event()
+        self._param_handler: Optional[ParamHandler] = None
+        self._table: Dict[str, settings.Param] = {}
+        self._table_node = node_name
         threading.Thread(target=self._spin_executor, name='rclpy-executor', daemon=True).start()
 
     def _spin_executor(self) -> None:
@@ -119,17 +148,45 @@ class RclpyTransport(Transport):
         return audio
 
     def parameters(self, node: str) -> Dict[str, Any]:
-        """Declare every parameter with its description; return the values ROS resolved."""
-        from rcl_interfaces.msg import ParameterDescriptor
-
+        """Declare every parameter with a descriptor (description, range, read_only)."""
         values = {}
-        for p in settings.params_for(node):
-            declared = self.node.declare_parameter(  # typed by coerce(): 1 is fine for 1.0
-                p.name, p.default, ParameterDescriptor(description=p.description,
-                                                       dynamic_typing=True))
+        self._table = {p.name: p for p in settings.params_for(node)}
+        self._table_node = node
+        for p in self._table.values():
+            # typed by coerce() below: 1 in a YAML file is fine for a float parameter
+            declared = self.node.declare_parameter(p.name, p.default, _descriptor(p))
             values[p.name] = settings.coerce(p, declared.value)
-            settings.check_limits(p.name, values[p.name])
+            settings.check_limits(p.name, values[p.name], node)
+        self.node.add_on_set_parameters_callback(self._on_set)
         return values
+
+    def on_parameter_change(self, handler: ParamHandler) -> None:
+        """Apply `ros2 param set` on live parameters through handler({name: value})."""
+        self._param_handler = handler
+
+    def _on_set(self, parameters):
+        """Validate a parameter change and apply it (live ones only), or refuse with a reason."""
+        from rcl_interfaces.msg import SetParametersResult
+
+        changes = {}
+        try:
+            for param in parameters:
+                spec = self._table.get(param.name)
+                if spec is None:  # use_sim_time and other ROS-owned parameters
+                    continue
+                if not spec.live:
+                    raise ConfigError(f'{param.name} is read at start-up: change it in the '
+                                      'params file and restart the node')
+                value = settings.coerce(spec, param.value)
+                settings.check_limits(spec.name, value, self._table_node)
+                changes[spec.name] = value
+            if changes:
+                if self._param_handler is None:
+                    raise ConfigError('this node applies no parameter at run time')
+                self._param_handler(changes)
+        except Exception as exc:  # refused: the old value stays, the caller reads why
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
 
     @staticmethod
     def _qos(depth: Optional[int]):

