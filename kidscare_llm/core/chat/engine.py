@@ -6,20 +6,22 @@ an `EngineOptions`. Options that may change while the robot runs (sampling, rag.
 replaced as a whole by `update()`, so a reply in progress sees either the old or the new set.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 import functools
 import logging
 from pathlib import Path
 import threading
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Optional, Tuple
 
 from kidscare_llm.core.chat.alerts import AlertLog
-from kidscare_llm.core.chat.chunker import SentenceChunker
+from kidscare_llm.core.chat.generation import ReplyGenerator
 from kidscare_llm.core.chat.inputs import clean_utterance
 from kidscare_llm.core.chat.persona import Persona
 from kidscare_llm.core.chat.prompt import MESSAGE_OVERHEAD, plan_prompt
+from kidscare_llm.core.chat.reply import Reply
 from kidscare_llm.core.chat.sessions import SessionStore, StoredMessage
-from kidscare_llm.core.errors import ConfigError, LLMError, OversizedUtterance
+from kidscare_llm.core.chat.summary import summarize
+from kidscare_llm.core.errors import ConfigError, OversizedUtterance
 from kidscare_llm.core.llm.base import Backend, Sampling
 from kidscare_llm.core.rag.context import Retrieved, with_context
 from kidscare_llm.core.rag.korean import language_of
@@ -39,33 +41,6 @@ class EngineOptions:
     summarize: bool
     check_output: bool
     sources: Tuple[Path, ...] = ()
-
-
-@dataclass
-class Reply:
-    """A finished reply: its text, the session it belongs to, and how it ended."""
-
-    text: str
-    session_id: str
-    kind: str = 'answer'  # answer | refused | error | safety
-    interrupted: bool = False
-    sentences: List[str] = field(default_factory=list)
-    pieces: int = 0
-    prompt_tokens: int = 0
-    dropped_messages: int = 0
-    sources: List[dict] = field(default_factory=list)
-    prompt_evaluated: Optional[int] = None  # prompt tokens the model had to run (llama.cpp)
-
-
-class _Either:
-    """Looks like one threading.Event that is set when either of two is (cancel or unsafe)."""
-
-    def __init__(self, first: Optional[threading.Event], second: threading.Event):
-        self._events = [e for e in (first, second) if e is not None]
-
-    def is_set(self) -> bool:
-        """Return True when any of the events is set."""
-        return any(e.is_set() for e in self._events)
 
 
 class ChatEngine:
@@ -88,6 +63,7 @@ class ChatEngine:
         self._count = functools.lru_cache(maxsize=8192)(backend.count_tokens)
         self.options = options
         self.budget = self._budget(options)
+        self._speaker = ReplyGenerator(self)
 
     def _budget(self, options: EngineOptions) -> int:
         """Return the prompt budget (n_ctx minus the reply); refuse a persona over half of it."""
@@ -174,74 +150,16 @@ class ChatEngine:
                      session_id, plan.dropped, self.backend.n_ctx)
         dropped = plan.dropped
         if dropped and options.summarize:  # the persona grows by the summary: plan once more
-            self._summarize(session_id, history[:dropped])
+            summarize(self.backend, self.store, self.persona, session_id, history[:dropped])
             plan = plan_prompt(self._system(session_id, options), history[dropped:],
                                self._count, self.budget)
         reply = Reply('', session_id, prompt_tokens=plan.prompt_tokens,
                       dropped_messages=dropped,
                       sources=[p.citation() for p in retrieved.passages])
-        self._generate(reply, plan.messages, text, options, on_piece, on_sentence, cancel)
+        self._speaker.generate(reply, plan.messages, text, options, on_piece, on_sentence,
+                               cancel)
         reply.prompt_evaluated = self.backend.prompt_evaluated
         return reply
-
-    def _generate(self, reply: Reply, messages, text: str, options: EngineOptions,
-                  on_piece, on_sentence, cancel) -> None:
-        """Stream the model's reply into `reply`; check each sentence before it is heard."""
-        session_id = reply.session_id
-        check = self.safety is not None and options.check_output
-        chunker = SentenceChunker()
-        parts: List[str] = []
-        unsafe = threading.Event()  # set by the output check: the model stops at once
-        stop = _Either(cancel, unsafe)
-
-        def emit(sentences: List[str]) -> None:
-            for sentence in sentences:
-                if unsafe.is_set():
-                    return
-                if check:
-                    verdict = self.safety.check_output(sentence)
-                    if verdict.flagged:  # never spoken: replaced, and generation stops
-                        unsafe.set()
-                        log.warning('session %s: unsafe sentence replaced (%s): %.80r',
-                                    session_id, verdict.reason, sentence)
-                        sentence = self.safety.reply_for(verdict, language_of(text))
-                        reply.kind = 'safety'
-                reply.sentences.append(sentence)
-                if on_sentence:
-                    on_sentence(sentence)
-
-        try:
-            for piece in self.backend.stream(messages, options.sampling, stop, session_id):
-                if unsafe.is_set():
-                    break
-                parts.append(piece)
-                reply.pieces += 1
-                if on_piece:
-                    on_piece(piece)
-                emit(chunker.feed(piece))
-        except LLMError as exc:
-            log.error('session %s: %s', session_id, exc)
-            reply.kind = 'error'
-        reply.interrupted = bool(cancel is not None and cancel.is_set())
-        if not reply.interrupted:  # a cut-off fragment is stored, never spoken
-            emit(chunker.flush())
-        raw = ''.join(parts)  # stored as generated, so the next prompt matches the KV cache
-        reply.text = raw.strip()
-        if unsafe.is_set():  # store and send what was spoken, not what the model wrote
-            raw = reply.text = ' '.join(reply.sentences)
-        elif check and reply.text:
-            verdict = self.safety.check_output(reply.text)  # what no single sentence showed
-            if verdict.flagged:
-                log.warning('session %s: unsafe reply replaced (%s)', session_id, verdict.reason)
-                raw = reply.text = self.safety.reply_for(verdict, language_of(text))
-                reply.kind = 'safety'
-        if reply.kind == 'safety':
-            self.backend.forget(session_id)  # the KV cache holds the unsafe text
-        if not reply.text and not reply.interrupted:
-            raw = reply.text = self.persona.line('error' if reply.kind == 'error' else 'empty')
-            emit([reply.text])
-        if reply.text:
-            self.store.add(session_id, 'assistant', raw, reply.interrupted)
 
     def _system(self, session_id: str, options: EngineOptions) -> str:
         """Return the persona, then (memory.summarize) what the dropped turns said."""
@@ -249,24 +167,6 @@ class ChatEngine:
         if not summary:
             return self.system_prompt
         return f'{self.system_prompt}\n\n{self.persona.line("summary_header")}\n{summary}'
-
-    def _summarize(self, session_id: str, dropped: Sequence[StoredMessage]) -> None:
-        """Fold the dropped turns into the session's summary with the model itself."""
-        lines = [f'{"아이" if m.role == "user" else "로봇"}: {m.content.strip()}' for m in dropped]
-        previous = self.store.summary(session_id)
-        conversation = '\n'.join(([previous] if previous else []) + lines)
-        prompt = [{'role': 'system', 'content': self.persona.line('summary_instruction')},
-                  {'role': 'user', 'content': conversation}]
-        try:
-            text = ''.join(self.backend.stream(prompt, Sampling(0.0, 1.0, 96))).strip()
-        except LLMError as exc:
-            log.error('session %s: summary failed, dropped turns are forgotten: %s',
-                      session_id, exc)
-            return
-        if text:
-            self.store.set_summary(session_id, text)
-            log.info('session %s: %d dropped messages summarised in %d tokens', session_id,
-                     len(dropped), self._count(text))
 
     def _retrieve(self, text: str, options: EngineOptions) -> Retrieved:
         if self.knowledge is None:
