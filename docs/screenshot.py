@@ -24,7 +24,7 @@ from PySide6.QtCore import QUrl  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
 from kidscare_llm.core import paths, settings  # noqa: E402
-from kidscare_llm.gui.client import LocalClient  # noqa: E402
+from kidscare_llm.gui.local import LocalClient  # noqa: E402
 from kidscare_llm.gui.window import application, ChatWindow  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / 'chat-window.png'

@@ -16,7 +16,8 @@ def main(params: Mapping[str, Any], local: bool = False, transport: Optional[str
     """Open the chat window; 1 with one clear line when Qt or a display is missing."""
     try:
         from kidscare_llm.gui import window
-        from kidscare_llm.gui.client import LocalClient, NodeClient
+        from kidscare_llm.gui.client import NodeClient
+        from kidscare_llm.gui.local import LocalClient
     except ImportError as exc:
         print(f'kidscare-llm gui: cannot load Qt ({exc}): install PySide6-Essentials from '
               "requirements.txt and the Qt runtime libraries (.ci/setup.sh's apt list)",
