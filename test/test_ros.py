@@ -12,7 +12,9 @@ import time
 import pytest
 
 rclpy = pytest.importorskip('rclpy', reason='rclpy not importable: source a ROS 2 setup.bash')
-from rcl_interfaces.srv import DescribeParameters, ListParameters  # noqa: E402, I100, I202
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402, I100, I202
+from rcl_interfaces.srv import (DescribeParameters, GetParameters,  # noqa: E402
+                                ListParameters, SetParameters)
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
@@ -106,6 +108,46 @@ def test_parameters_are_declared_with_descriptions(ros, tmp_path):
         described = call(node, DescribeParameters, '/chat_node/describe_parameters',
                          DescribeParameters.Request(names=['model.n_ctx'])).descriptors
         assert 'Context window' in described[0].description
+        assert described[0].read_only  # a restart is needed: ros2 param set refuses it
+        assert described[0].integer_range[0].from_value == 256
+        live = call(node, DescribeParameters, '/chat_node/describe_parameters',
+                    DescribeParameters.Request(names=['llm.temperature'])).descriptors[0]
+        assert not live.read_only and live.floating_point_range[0].to_value == 2.0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def _set(node, name, value):
+    """Set one parameter of /chat_node as `ros2 param set` does; return the result."""
+    if isinstance(value, float):
+        pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    elif isinstance(value, int):
+        pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+    else:
+        pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    request = SetParameters.Request(parameters=[Parameter(name=name, value=pv)])
+    return call(node, SetParameters, '/chat_node/set_parameters', request).results[0]
+
+
+def test_live_parameters_apply_and_the_others_are_refused(ros, tmp_path):
+    """ros2 param set: a live parameter changes the next reply; a restart-only one is refused."""
+    proc = start_node('rclpy', tmp_path)
+    try:
+        node = ros[0]
+        assert converse(ros, 'Tell me a story about a cat.')[0]  # ready, max_tokens 32
+        assert _set(node, 'llm.max_tokens', 4).successful
+        got = call(node, GetParameters, '/chat_node/get_parameters',
+                   GetParameters.Request(names=['llm.max_tokens'])).values[0]
+        assert got.integer_value == 4
+        short, _ = converse(ros, 'Tell me a story about a dog.')
+        assert short and len(short.split()) <= 6  # four tokens at most
+        refused = _set(node, 'model.n_ctx', 8192)
+        assert not refused.successful and refused.reason  # says why
+        bad = _set(node, 'llm.temperature', 'abc')
+        assert not bad.successful
+        out_of_range = _set(node, 'llm.temperature', 5.0)
+        assert not out_of_range.successful
     finally:
         proc.terminate()
         proc.wait(timeout=15)
