@@ -4,75 +4,47 @@ It knows nothing of topics or models: it calls a ChatClient's non-blocking metho
 to its signals, which Qt delivers on the UI thread. Each user's conversation is kept apart.
 """
 
-from dataclasses import dataclass, field
-import html
+import json
 import logging
 import os
-import re
 import signal
 import sys
 import threading
 from typing import Dict, List, Optional
 
 from PySide6.QtCore import QTimer
-from PySide6.QtGui import QFont, QFontDatabase, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import (QApplication, QComboBox, QHBoxLayout, QLabel, QLineEdit,
-                               QMainWindow, QPushButton, QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtGui import QTextCharFormat, QTextCursor
+from PySide6.QtWidgets import QApplication
 
 from kidscare_llm.gui.client import ChatClient
 from kidscare_llm.gui.texts import TEXTS
+from kidscare_llm.gui.transcript import source_label, Transcripts, Turn
+from kidscare_llm.gui.widgets import ChatLayout, korean_font
+
+__all__ = ['ChatWindow', 'Turn', 'application', 'display_problem', 'korean_font', 'run',
+           'source_label']
 
 log = logging.getLogger('kidscare_llm.gui')
 
-KOREAN_FONTS = ('NanumGothic', 'NanumBarunGothic', 'Noto Sans CJK KR', 'Noto Sans KR',
-                'Malgun Gothic', 'Apple SD Gothic Neo')
-SESSION_RE = re.compile(r'new session (\S+) for (\S+)')
 READY_STATES = ('connected', 'ready')
 
 
-@dataclass
-class Turn:
-    """One line of a conversation: who said it, what, and (robot) the passages it used."""
+class ChatWindow(ChatLayout):
+    """The write-up's chat window, as a client of the chat node (or of a local engine).
 
-    role: str  # user | robot | system
-    text: str = ''
-    heard: bool = False  # user turn that came from speech (STT), not from this window
-    sources: List[dict] = field(default_factory=list)
-    interrupted: bool = False
-    open: bool = False  # robot turn still streaming
-    expanded: bool = False  # sources unfolded
-    pieces: str = ''  # streamed text (/robot_reply_stream)
-    sentences: List[str] = field(default_factory=list)  # whole sentences (/robot_reply_partial)
-    shown: str = ''  # text currently in the document (to append only what is new)
-
-    def display(self) -> str:
-        """Return the text to show: final, else streamed pieces, else the sentences so far."""
-        if not self.open:
-            return self.text
-        return self.pieces if self.pieces else ' '.join(self.sentences)
-
-
-def korean_font() -> Optional[QFont]:
-    """Return a font that has Hangul (Debian's fonts-nanum), or None to keep Qt's default."""
-    families = set(QFontDatabase.families())
-    for name in KOREAN_FONTS:
-        if name in families:
-            return QFont(name, 11)
-    return None
-
-
-class ChatWindow(QMainWindow):
-    """The write-up's chat window, as a client of the chat node (or of a local engine)."""
+    Long because it is every reaction of the window, to the user and to the client's signals;
+    its widgets are gui/widgets.py, the conversations it shows gui/transcript.py.
+    """
 
     def __init__(self, client: ChatClient, lang: str = 'ko', node_name: str = 'chat_node',
                  wait_s: float = 10.0):
-        super().__init__()
-        self.client = client
+        super().__init__(TEXTS[lang], client.user)
         self.t = TEXTS[lang]
+        self.client = client
         self.node_name = node_name
         self.wait_s = wait_s
         self.user = client.user
-        self.turns: Dict[str, List[Turn]] = {self.user: []}
+        self.transcripts = Transcripts(self.t, self.user)
         self.sessions: Dict[str, str] = {}
         self.state = 'connecting'
         self.thinking = False
@@ -83,8 +55,15 @@ class ChatWindow(QMainWindow):
         self.stop_pressed = False
         self.off_thread_calls = 0
         self.info: dict = {}
-        self._build()
-        for sig, slot in ((client.state, self._on_state), (client.info, self._on_info),
+        for sig, slot in ((self.user_box.textActivated, self.switch_user),
+                          (self.reset_button.clicked, self.reset_chat),
+                          (self.history.anchorClicked, self._on_anchor),
+                          (self.input.returnPressed, self.send),
+                          (self.send_button.clicked, self.send),
+                          (self.stop_button.clicked, self.stop),
+                          (self.talk_button.pressed, lambda: client.push_to_talk(True)),
+                          (self.talk_button.released, lambda: client.push_to_talk(False)),
+                          (client.state, self._on_state), (client.info, self._on_info),
                           (client.piece, self._on_piece), (client.sentence, self._on_sentence),
                           (client.sources, self._on_sources), (client.final, self._on_final),
                           (client.heard, self._on_heard),
@@ -95,72 +74,6 @@ class ChatWindow(QMainWindow):
                           (client.ptt_available, self._on_ptt_available)):
             sig.connect(slot)
         self._refresh()
-
-    # -- layout ------------------------------------------------------------------------------
-    def _build(self) -> None:
-        t = self.t
-        self.setWindowTitle(t['title'])
-        font = korean_font()
-        if font is not None:
-            self.setFont(font)
-        self.resize(720, 560)
-        self.user_box = QComboBox()
-        self.user_box.setEditable(True)
-        self.user_box.addItem(self.user)
-        self.user_box.setMinimumWidth(160)
-        self.user_box.textActivated.connect(self.switch_user)
-        top = QHBoxLayout()
-        top.addWidget(QLabel(t['user']))
-        top.addWidget(self.user_box)
-        top.addStretch(1)
-        self.reset_button = QPushButton(t['reset'])
-        self.reset_button.clicked.connect(self.reset_chat)
-        top.addWidget(self.reset_button)
-
-        self.history = QTextBrowser()
-        self.history.setOpenLinks(False)
-        self.history.anchorClicked.connect(self._on_anchor)
-
-        self.input = QLineEdit()
-        self.input.setPlaceholderText(t['placeholder'])
-        self.input.returnPressed.connect(self.send)
-        self.send_button = QPushButton(t['send'])
-        self.send_button.clicked.connect(self.send)
-        self.stop_button = QPushButton(t['stop'])
-        self.stop_button.clicked.connect(self.stop)
-        self.talk_button = QPushButton(t['talk'])
-        self.talk_button.pressed.connect(lambda: self.client.push_to_talk(True))
-        self.talk_button.released.connect(lambda: self.client.push_to_talk(False))
-        self.talk_button.setVisible(False)
-        row = QHBoxLayout()
-        row.addWidget(self.input, 1)
-        row.addWidget(self.talk_button)
-        row.addWidget(self.send_button)
-        row.addWidget(self.stop_button)
-
-        self.notice = QLabel('')
-        self.notice.setWordWrap(True)
-        self.notice.setStyleSheet('color: #b23c17')
-        self.connection = QLabel('')
-        self.connection.setWordWrap(True)
-        self.model = QLabel(t['model_unknown'])
-        self.activity = QLabel('')
-        self.activity.setStyleSheet('color: #0d47a1; font-weight: bold')
-        status = QHBoxLayout()
-        status.addWidget(self.connection, 1)
-        status.addWidget(self.activity)
-
-        layout = QVBoxLayout()
-        layout.addLayout(top)
-        layout.addWidget(self.history, 1)
-        layout.addLayout(row)
-        layout.addWidget(self.notice)
-        layout.addLayout(status)
-        layout.addWidget(self.model)
-        central = QWidget()
-        central.setLayout(layout)
-        self.setCentralWidget(central)
-        self.input.setFocus()
 
     # -- user actions --------------------------------------------------------------------------
     @property
@@ -277,11 +190,14 @@ class ChatWindow(QMainWindow):
         self.reset_button.setEnabled(True)
         if not ok:
             return self._say('reset_failed', detail=message)
-        match = SESSION_RE.search(message)
-        user = match.group(2) if match else self.user
-        if match:
-            self.sessions[user] = match.group(1)
-        self.turns[user] = [Turn('system', self.t['reset_done'])]
+        try:
+            done = json.loads(message)
+        except ValueError:  # a node of an older version answers in prose
+            done = {}
+        user = done.get('user', self.user) if isinstance(done, dict) else self.user
+        if isinstance(done, dict) and done.get('session'):
+            self.sessions[user] = done['session']
+        self.transcripts.reset(user)
         self.last_reply = None
         if user == self.user:
             self._render()
@@ -303,12 +219,8 @@ class ChatWindow(QMainWindow):
     def _on_anchor(self, url) -> None:
         """Fold or unfold the sources of one reply (links 'src:<index>')."""
         name = url.toString()
-        if name.startswith('src:'):
-            turns = self.turns[self.user]
-            index = int(name[4:])
-            if 0 <= index < len(turns):
-                turns[index].expanded = not turns[index].expanded
-                self._render()
+        if name.startswith('src:') and self.transcripts.toggle_sources(self.user, int(name[4:])):
+            self._render()
 
     # -- conversation model ----------------------------------------------------------------------
     def _begin_reply(self) -> None:
@@ -329,10 +241,7 @@ class ChatWindow(QMainWindow):
     def _end_reply(self, interrupted: bool = False) -> None:
         turn = self.open_turn
         if turn is not None:
-            if not turn.text:
-                turn.text = turn.display().strip()
-            turn.open = False
-            turn.interrupted = interrupted
+            turn.close(interrupted)
             self.last_reply = turn
         self.open_turn = None
         self.thinking = False
@@ -342,13 +251,13 @@ class ChatWindow(QMainWindow):
         self._refresh()
 
     def _add(self, user: str, turn: Turn) -> None:
-        self.turns.setdefault(user, []).append(turn)
+        self.transcripts.add(user, turn)
         if user == self.user:
             self._render()
 
     def _show_user(self, user: str) -> None:
         self.user = user
-        self.turns.setdefault(user, [])
+        self.transcripts.of(user)
         if self.user_box.findText(user) < 0:
             self.user_box.addItem(user)
         self.user_box.blockSignals(True)
@@ -359,53 +268,25 @@ class ChatWindow(QMainWindow):
 
     def transcript(self, user: Optional[str] = None) -> List[Turn]:
         """Return the turns of a user's conversation as this window knows them."""
-        return list(self.turns.get(user or self.user, []))
+        return self.transcripts.copy(user or self.user)
 
     # -- drawing -----------------------------------------------------------------------------
-    def _turn_html(self, index: int, turn: Turn) -> str:
-        text = html.escape(turn.display()).replace('\n', '<br>')
-        if turn.role == 'system':
-            return (f'<p style="color:#777777"><b>{self.t["robot"]}:</b>&nbsp;{text}</p>')
-        if turn.role == 'user':
-            who = html.escape(self.user) + (f' ({self.t["heard"]})' if turn.heard else '')
-            return f'<p><b style="color:#1b5e20">{who}:</b>&nbsp;{text}</p>'
-        out = f'<p><b style="color:#0d47a1">{self.t["robot"]}:</b>&nbsp;{text}'
-        if turn.interrupted:
-            out += f' <i style="color:#b23c17">{self.t["interrupted"]}</i>'
-        out += '</p>'
-        if turn.sources and not turn.open:
-            arrow = '▾' if turn.expanded else '▸'
-            label = self.t['sources'].format(count=len(turn.sources))
-            out += (f'<p style="margin-left:18px"><a href="src:{index}">{label} {arrow}</a>'
-                    '</p>')
-            if turn.expanded:
-                for n, src in enumerate(turn.sources, 1):
-                    out += ('<p style="margin-left:30px; color:#555555">'
-                            f'[{n}] {html.escape(source_label(src))}</p>')
-        return out
-
     def _render(self) -> None:
         """Redraw the current user's conversation (on turns, not on every streamed piece)."""
-        turns = self.turns.get(self.user, [])
-        for turn in turns:
-            turn.shown = turn.display()
-        self.history.setHtml(''.join(self._turn_html(i, t) for i, t in enumerate(turns)))
+        self.history.setHtml(self.transcripts.html(self.user))
         self._scroll()
 
     def _update(self, turn: Turn) -> None:
         """Show new streamed text: append it at the end when possible, else redraw."""
-        turns = self.turns.get(self.reply_user, [])
         if self.reply_user != self.user:
             return  # kept for that user; shown when they come back
-        new = turn.display()
-        if turns and turns[-1] is turn and new.startswith(turn.shown) and turn.shown:
-            cursor = QTextCursor(self.history.document())
-            cursor.movePosition(QTextCursor.MoveOperation.End)
-            cursor.insertText(new[len(turn.shown):], QTextCharFormat())
-            turn.shown = new
-            self._scroll()
-        else:
-            self._render()
+        new = self.transcripts.tail(self.user, turn)
+        if new is None:
+            return self._render()
+        cursor = QTextCursor(self.history.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(new, QTextCharFormat())
+        self._scroll()
 
     def _scroll(self) -> None:
         bar = self.history.verticalScrollBar()
@@ -435,17 +316,6 @@ class ChatWindow(QMainWindow):
         """Stop the client's thread with the window."""
         self.client.close()
         super().closeEvent(event)
-
-
-def source_label(src: dict) -> str:
-    """Return 'title — file#position (score 0.61)' for one citation."""
-    source = str(src.get('source', '?'))
-    name = source if ':' in source and not os.path.isabs(source) else os.path.basename(source)
-    title = src.get('title')
-    where = f'{name}#{src.get("position", "?")}'
-    score = src.get('score')
-    text = f'{title} — {where}' if title else where
-    return text + (f' (score {score:.2f})' if isinstance(score, (int, float)) else '')
 
 
 def display_problem() -> Optional[str]:
