@@ -147,8 +147,9 @@ def _yaml_scalar(value: Any) -> str:
 def render_yaml() -> str:
     """Render every node's parameters as a ROS 2 parameter file, descriptions as comments."""
     lines = ['# kidscare_llm parameters: every parameter of every node, with its default.',
-             '# Generated from kidscare_llm/core/settings.py by `kidscare-llm params --yaml`;',
-             '# copy this file and pass it as params_file to change values.']
+             '# Generated from kidscare_llm/core/params.py by `kidscare-llm params --yaml`;',
+             '# copy this file and pass it as params_file to change values; [live]: ros2 param',
+             '# set applies it to the running node (rclpy); every other value needs a restart.']
     for node, table in PARAMS.items():
         lines += [f'{node}:', '  ros__parameters:']
         opened: Tuple[str, ...] = ()
@@ -161,7 +162,9 @@ def render_yaml() -> str:
                 lines.append('    ' + '  ' * depth + f'{groups[depth]}:')
             opened = tuple(groups)
             indent = '    ' + '  ' * len(groups)
-            lines.append(f'{indent}# {p.description}')
+            notes = ' '.join(n for n in (f'({_bounds(p)})' if _bounds(p) else '',
+                                         '[live]' if p.live else '') if n)
+            lines.append(f'{indent}# {p.description}' + (f' {notes}' if notes else ''))
             lines.append(f'{indent}{leaf}: {_yaml_scalar(p.default)}')
     return '\n'.join(lines) + '\n'
 
