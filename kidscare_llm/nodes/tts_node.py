@@ -15,45 +15,17 @@ that reply's sentences (until its /robot_reply) are not spoken.
 import argparse
 import json
 import logging
-from pathlib import Path
 import sys
 import threading
-from typing import Callable, Optional
+from typing import Optional
 
-from kidscare_llm.core import paths
-from kidscare_llm.core.voice.audio import AudioChunk, has_device, Player, VoiceError
+from kidscare_llm.core.build import build_speaker
 from kidscare_llm.core.settings import TTS_NODE
-from kidscare_llm.core.voice.tts import Speaker, Synthesizer
 from kidscare_llm.nodes.runner import run_node
 from kidscare_llm.transport import MSG_AUDIO, MSG_BOOL, MSG_STRING, Transport
 
 log = logging.getLogger('kidscare_llm.tts_node')
 HEARTBEAT_S = 1.0
-
-
-def build_speaker(params: dict, on_speaking: Callable[[bool], None],
-                  on_spoken: Callable[[dict], None],
-                  sink: Optional[Callable[[AudioChunk], None]] = None) -> Speaker:
-    """Create the Synthesizer, Player and Speaker the parameters describe (sink: topic out)."""
-    synth = Synthesizer(params['tts.engine'], params['tts.piper_voice'],
-                        params['tts.espeak_voice'], params['tts.threads'],
-                        params['tts.length_scale'], params['tts.espeak_wpm'])
-    output = params['tts.output']
-    if output == 'auto':
-        output = 'sound' if has_device('output') else 'wav'
-    elif output in ('sound', 'both') and not has_device('output'):
-        raise VoiceError(f'tts.output is {output}, but PortAudio sees no output device; set '
-                         'tts.output to wav (or auto)')
-    wav_dir = None
-    if output in ('wav', 'both'):
-        wav_dir = Path(params['tts.wav_dir'] or paths.data_dir(params['data_dir']) / 'tts')
-        wav_dir = wav_dir.expanduser()
-        wav_dir.mkdir(parents=True, exist_ok=True)
-    player = Player(sound_card=output in ('sound', 'both'), realtime=params['tts.realtime'],
-                    sink=sink if output == 'topic' else None)
-    speaker = Speaker(synth, player, wav_dir, on_speaking, on_spoken)
-    speaker.output = output + (f' into {wav_dir}' if wav_dir else '')
-    return speaker
 
 
 class TtsNode:

@@ -37,7 +37,7 @@ def _package_data(module: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / 'data'
 
 
-def packaged_model(cache_dir: Path, progress: bool = True) -> Path:
+def packaged_whisper_model(cache_dir: Path, progress: bool = True) -> Path:
     """Return the embedded whisper-base folder, reassembling model.bin once into cache_dir.
 
     The joined file is hashed while it is written and only renamed into place when the
@@ -76,10 +76,10 @@ def packaged_model(cache_dir: Path, progress: bool = True) -> Path:
     return target
 
 
-def resolve_model(spec: str, cache_dir: Path) -> str:
+def resolve_whisper_model(spec: str, cache_dir: Path) -> str:
     """Return what to load: '' -> the embedded whisper-base, a folder path, or a size name."""
     if not spec or spec == 'packaged':
-        return str(packaged_model(cache_dir))
+        return str(packaged_whisper_model(cache_dir))
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / 'model.bin').is_file():
@@ -133,7 +133,7 @@ class Transcriber:
         self.beam_size = max(1, beam_size)
         self.vad = vad
         cache_dir = Path(cache_dir) if cache_dir else paths.data_dir() / 'models'
-        self.model_ref = resolve_model(model, cache_dir)
+        self.model_ref = resolve_whisper_model(model, cache_dir)
         if device == 'auto':
             device = 'cuda' if _cuda_devices() else 'cpu'
         if compute_type == 'auto':
