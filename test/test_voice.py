@@ -20,9 +20,9 @@ import pytest
 
 from conftest import BIN, ROOT
 from kidscare_llm.core.voice import stt as stt_core
-from kidscare_llm.core.voice.audio import (AudioChunk, decode_pcm, load_for_stt, PA_FLOAT32, PA_INT16,
-                                     PA_INT32, PA_INT8, PA_UINT8, read_wav, StreamResampler,
-                                     STT_RATE, VoiceError, write_wav)
+from kidscare_llm.core.voice.audio import (AudioChunk, decode_pcm, load_for_stt, PA_FLOAT32,
+                                           PA_INT16, PA_INT32, PA_INT8, PA_UINT8, read_wav,
+                                           StreamResampler, STT_RATE, VoiceError, write_wav)
 from kidscare_llm.core.voice.tts import EspeakEngine, PiperEngine, Player, Speaker
 from kidscare_llm.transport import KEEP_ALL, MSG_AUDIO, MSG_BOOL, MSG_STRING
 from kidscare_llm.transport.dds import DdsTransport
@@ -272,11 +272,11 @@ def test_streaming_vad_cuts_utterances_at_silences(voice_dir):
 
 
 def test_embedded_model_checksum_is_enforced(tmp_path, monkeypatch):
-    folder = stt_core.packaged_model(tmp_path, progress=False)
+    folder = stt_core.packaged_whisper_model(tmp_path, progress=False)
     assert (folder / 'model.bin').stat().st_size == 145217532
     monkeypatch.setattr(stt_core, 'PACKAGED_SHA256', '0' * 64)
     with pytest.raises(VoiceError, match='corrupt'):
-        stt_core.packaged_model(tmp_path / 'again', progress=False)
+        stt_core.packaged_whisper_model(tmp_path / 'again', progress=False)
     assert not (tmp_path / 'again' / stt_core.PACKAGED_NAME / 'model.bin').exists()
     assert not (tmp_path / 'again' / stt_core.PACKAGED_NAME / 'model.bin.partial').exists()
 
@@ -284,7 +284,7 @@ def test_embedded_model_checksum_is_enforced(tmp_path, monkeypatch):
 def test_english_only_models_are_refused(tmp_path):
     for name in ('base.en', 'distil-large-v3'):
         with pytest.raises(VoiceError, match='translates'):
-            stt_core.resolve_model(name, tmp_path)
+            stt_core.resolve_whisper_model(name, tmp_path)
 
 
 @pytest.mark.parametrize('cmd, message', [
@@ -385,13 +385,13 @@ def test_stt_node_mutes_or_barges_in_while_the_robot_speaks(mode, published, cal
     transport = _FakeTransport({'stt.while_speaking': mode, 'stt.input': 'none'})
     node = SttNode(transport, lambda params: _FakeTranscriber())
     try:
-        node.on_robot_speaking(True)
+        node.policy.robot_speaking_changed(True)  # what /robot_speaking is wired to
         node.handle_speech(np.zeros(STT_RATE, np.float32), time.monotonic())
         assert [v for t, v in transport.sent if t == 'user_utterance'] == published
         assert transport.calls == calls
-        node.on_robot_speaking(False)
-        time.sleep(0.35)  # past the echo guard: heard normally, no barge-in
-        node.handle_speech(np.zeros(STT_RATE, np.float32), time.monotonic())
+        node.policy.robot_speaking_changed(False)
+        quiet = node.policy.robot_quiet_since  # past the echo guard: heard, no barge-in
+        node.handle_speech(np.zeros(STT_RATE, np.float32), quiet + 0.35)
         assert [v for t, v in transport.sent if t == 'user_utterance'][-1] == 'stop please'
         assert transport.calls == calls
     finally:

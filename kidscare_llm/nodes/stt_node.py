@@ -4,7 +4,8 @@ Topics: pub user_utterance (each finished utterance), ~/listening (Bool, capture
 sub robot_speaking (Bool), ~/push_to_talk (Bool: true starts capturing, false transcribes),
 audio/in (audio_common_msgs/AudioStamped, with stt.input topic).
 While the robot speaks, stt.while_speaking picks mute (ignore) or barge_in (call
-stt.cancel_services, e.g. /chat_node/cancel and /tts_node/stop, then publish).
+stt.cancel_services, e.g. /chat_node/cancel and /tts_node/stop, then publish); those rules,
+the echo guard and push-to-talk are core/voice/listening.py's ListeningPolicy.
 `stt_node --file x.wav [--realtime]` transcribes a file, publishes each utterance and exits;
 --realtime feeds it at speaking pace through the same streaming VAD as the microphone;
 the exit status is 3 when the file held no speech.
@@ -20,50 +21,34 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from kidscare_llm.core import paths
-from kidscare_llm.core.voice.audio import (AudioChunk, has_device, load_for_stt, StreamResampler,
-                                     STT_RATE)
+from kidscare_llm.core.build import build_transcriber, vad_settings
 from kidscare_llm.core.errors import KidscareError
 from kidscare_llm.core.settings import STT_NODE
-from kidscare_llm.core.voice.stt import Microphone, Segmenter, Transcriber, VadSettings
+from kidscare_llm.core.voice.audio import (AudioChunk, has_device, load_for_stt, StreamResampler,
+                                           STT_RATE)
+from kidscare_llm.core.voice.listening import (CANCEL_THEN_PUBLISH, DROP, HOLD, ListeningPolicy,
+                                               STREAM)
+from kidscare_llm.core.voice.stt import Microphone, Segmenter, Transcriber
 from kidscare_llm.nodes.runner import run_node
 from kidscare_llm.transport import MSG_AUDIO, MSG_BOOL, MSG_STRING, Transport
 
 log = logging.getLogger('kidscare_llm.stt_node')
 
 
-def build_transcriber(params: dict) -> Transcriber:
-    """Create the Transcriber the parameters describe."""
-    return Transcriber(params['stt.model'], paths.data_dir(params['data_dir']) / 'models',
-                       params['stt.language'], params['stt.device'], params['stt.compute_type'],
-                       params['stt.beam_size'], params['stt.threads'], vad_settings(params))
-
-
-def vad_settings(params: dict) -> VadSettings:
-    """Return the VAD settings from the parameters."""
-    return VadSettings(threshold=params['vad.threshold'],
-                       min_silence_ms=params['vad.min_silence_ms'],
-                       min_speech_ms=params['vad.min_speech_ms'],
-                       max_utterance_s=params['vad.max_utterance_s'])
-
-
 class SttNode:
-    """Wires a Transcriber to topics; one worker thread transcribes utterances in order."""
+    """Wires a Transcriber and a ListeningPolicy to topics; one worker thread transcribes."""
 
     def __init__(self, transport: Transport,
                  transcriber_factory: Callable[[dict], Transcriber] = build_transcriber):
         self.transport = transport
         params = transport.parameters(STT_NODE)
-        self.mode = params['stt.while_speaking']
+        self.policy = ListeningPolicy(params['stt.while_speaking'],
+                                      params['stt.echo_guard_ms'] / 1000.0,
+                                      params['stt.always_listen'])
         self.cancel_services = [s.strip() for s in params['stt.cancel_services'].split(',')
                                 if s.strip()]
-        self.echo_guard_s = params['stt.echo_guard_ms'] / 1000.0
         self.file_wait_s = params['stt.file_wait_s']
-        self.always_listen = params['stt.always_listen']
         self.transcriber = transcriber_factory(params)
-        self.robot_speaking = False
-        self.robot_quiet_since = 0.0
-        self.push_to_talk = False
         self.published = 0
         self._ptt_audio: List[np.ndarray] = []
         self._jobs: queue.Queue = queue.Queue()
@@ -74,7 +59,7 @@ class SttNode:
         self.segmenter = Segmenter(self._on_speech, vad_settings(params))
         self.publish_utterance = transport.publisher('user_utterance', MSG_STRING)
         self.publish_listening = transport.publisher('~/listening', MSG_BOOL)
-        transport.subscribe('robot_speaking', MSG_BOOL, self.on_robot_speaking)
+        transport.subscribe('robot_speaking', MSG_BOOL, self.policy.robot_speaking_changed)
         transport.subscribe('~/push_to_talk', MSG_BOOL, self.on_push_to_talk)
         self.microphone: Optional[Microphone] = None
         source = params['stt.input']
@@ -83,69 +68,59 @@ class SttNode:
         if source == 'microphone':
             self.microphone = Microphone(self.on_audio)
         self.source = source
-        self.topic_listening = False  # with stt.input topic: whether audio/in is taken in
         if source == 'topic':
             self._resample = StreamResampler(STT_RATE)
             transport.subscribe('audio/in', MSG_AUDIO, self.on_audio_message, depth=100)
         self._worker = threading.Thread(target=self._work, name='stt-worker', daemon=True)
         self._worker.start()
         log.info('stt node ready: %s; input %s; while the robot speaks: %s',
-                 self.transcriber.describe(), source, self.mode)
+                 self.transcriber.describe(), source, self.policy.mode)
 
     def start_listening(self) -> None:
         """Open the microphone (or take in audio/in) when always_listen is on."""
-        if not self.always_listen:
+        if not self.policy.start():
             return
         if self.microphone is not None:
             self.microphone.start()
             self.publish_listening(True)
         elif self.source == 'topic':
-            self.topic_listening = True
             self.publish_listening(True)
 
     # -- inputs ----------------------------------------------------------------------------
-    def on_robot_speaking(self, speaking: bool) -> None:
-        """Track whether the robot is talking (for mute / barge-in)."""
-        if self.robot_speaking and not speaking:
-            self.robot_quiet_since = time.monotonic()
-        self.robot_speaking = bool(speaking)
-
     def on_push_to_talk(self, on: bool) -> None:
         """Start capturing on true; on false stop, transcribe what was heard and publish it."""
-        if on == self.push_to_talk:
-            return
-        if self.microphone is None and self.source != 'topic':
+        step = self.policy.push_to_talk_changed(
+            on, can_capture=self.microphone is not None or self.source == 'topic')
+        if step.refused:
             log.warning('push-to-talk ignored: no microphone (stt.input is none)')
-            self.publish_listening(False)
-            return
-        self.push_to_talk = on
-        if on:
+        if step.start_capture:
             self._ptt_audio = []
             if self.microphone is not None:
                 self.microphone.start()
-            self.publish_listening(True)
-        else:
-            if not self.always_listen and self.microphone is not None:
-                self.microphone.stop()
+        if step.stop_capture and self.microphone is not None:
+            self.microphone.stop()
+        if step.transcribe_held:
             audio, self._ptt_audio = self._ptt_audio, []
             if audio:
-                self._jobs.put(('ptt', np.concatenate(audio), time.monotonic()))
-            self.publish_listening(self.always_listen)
+                self._jobs.put(('ptt', np.concatenate(audio), 0.0))
+        if step.listening is not None:
+            self.publish_listening(step.listening)
 
     def on_audio_message(self, chunk: AudioChunk) -> None:
         """Take one block from audio/in (any rate and format) as if from the microphone."""
-        if self.topic_listening or self.push_to_talk:
+        if self.policy.route(gated=True) != DROP:
             self.on_audio(self._resample(chunk.samples, chunk.rate))
 
     def on_audio(self, chunk: np.ndarray) -> None:
         """Take 16 kHz microphone audio (PortAudio thread): buffer it, never block."""
-        if self.push_to_talk:
+        route = self.policy.route()
+        if route == HOLD:
             self._ptt_audio.append(chunk)
-        elif self.always_listen:
-            self._jobs.put(('feed', chunk, time.monotonic()))
+        elif route == STREAM:
+            self._jobs.put(('feed', chunk, 0.0))
 
     def _on_speech(self, audio: np.ndarray, started: float) -> None:
-        self._jobs.put(('utterance', audio, time.monotonic() - len(audio) / STT_RATE))
+        self._jobs.put(('utterance', audio, self.policy.clock() - len(audio) / STT_RATE))
 
     # -- work ------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -166,8 +141,7 @@ class SttNode:
                     self._streaming = True
                     self.segmenter.feed(audio)
                 elif kind == 'ptt':
-                    text = ' '.join(u.text for u in self.transcriber.utterances(audio))
-                    self.deliver(text, barge=self.robot_speaking)
+                    self.deliver(' '.join(u.text for u in self.transcriber.utterances(audio)))
                 else:
                     self.handle_speech(audio, started)
             except Exception as exc:  # one bad utterance must not stop listening
@@ -175,20 +149,19 @@ class SttNode:
 
     def handle_speech(self, audio: np.ndarray, started: float) -> Optional[str]:
         """Apply mute / barge-in to one VAD utterance, transcribe and publish it."""
-        speaking = self.robot_speaking
-        if self.mode == 'mute' and (speaking or
-                                    started < self.robot_quiet_since + self.echo_guard_s):
+        speaking = self.policy.robot_speaking
+        if not self.policy.admit(started):
             log.info('muted: %.1f s of speech while the robot spoke', len(audio) / STT_RATE)
             return None
-        text = self.transcriber.transcribe(audio)
-        return self.deliver(text, barge=speaking or self.robot_speaking)
+        return self.deliver(self.transcriber.transcribe(audio), spoke_during=speaking)
 
-    def deliver(self, text: str, barge: bool = False) -> Optional[str]:
+    def deliver(self, text: str, spoke_during: bool = False) -> Optional[str]:
         """Publish a transcribed utterance; on a barge-in call the cancel services first."""
         text = text.strip()
-        if not text:
+        verdict = self.policy.verdict(text, spoke_during)
+        if verdict == DROP:
             return None
-        if barge and self.mode == 'barge_in':
+        if verdict == CANCEL_THEN_PUBLISH:
             for service in self.cancel_services:
                 try:
                     ok, message = self.transport.call_trigger(service, timeout=2.0)
@@ -222,7 +195,7 @@ class SttNode:
             count = self.published
         else:
             for utterance in self.transcriber.utterances(audio):
-                if self.deliver(utterance.text, barge=self.robot_speaking):
+                if self.deliver(utterance.text):
                     count += 1
         time.sleep(0.5)  # let reliable DDS deliver before the process exits
         return count
