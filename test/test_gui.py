@@ -16,8 +16,9 @@ import pytest
 
 from conftest import BIN, HERE
 from kidscare_llm.core import settings
-from kidscare_llm.core.chat.engine import SPOKEN
-from kidscare_llm.gui.client import LocalClient, NodeClient
+from kidscare_llm.core.chat.persona import packaged_persona
+from kidscare_llm.gui.client import NodeClient
+from kidscare_llm.gui.local import LocalClient
 from kidscare_llm.gui.window import application, ChatWindow
 from kidscare_llm.transport import MSG_BOOL, MSG_STRING
 from kidscare_llm.transport.dds import DdsTransport
@@ -358,7 +359,7 @@ def test_gui_local_mode_answers_without_a_node(qapp, tmp_path):
         gaps.start()
         reply = ask(w, QUESTION)
         gaps.stop()
-        assert reply.text and reply.text != SPOKEN['error']
+        assert reply.text and reply.text != packaged_persona().line('error')
         QTest.mouseClick(w.reset_button, Qt.MouseButton.LeftButton)
         wait_for(lambda: w.sessions.get('default') == 'default_1', 30, 'the local reset')
         assert w.off_thread_calls == 0

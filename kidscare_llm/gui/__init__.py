@@ -20,7 +20,7 @@ def main(params: Mapping[str, Any], local: bool = False, transport: Optional[str
         from kidscare_llm.gui.local import LocalClient
     except ImportError as exc:
         print(f'kidscare-llm gui: cannot load Qt ({exc}): install PySide6-Essentials from '
-              "requirements.txt and the Qt runtime libraries (.ci/setup.sh's apt list)",
+              "requirements.txt and the Qt runtime libraries (scripts/setup.sh's apt list)",
               file=sys.stderr)
         return 1
     problem = window.display_problem()
