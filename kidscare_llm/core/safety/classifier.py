@@ -2,7 +2,7 @@
 
 The lexicon catches the wording operators wrote down; a new author's sentences slip past it
 (README: Child safety, unseen sets). This stage learns from labelled example sentences
-(config/safety/examples/*.jsonl, {"text": ..., "label": "benign" | <category>}): hashed
+(data/safety/train/*.jsonl, {"text": ..., "label": "benign" | <category>}): hashed
 character 1-4-grams of each word and Kiwi morphemes, one multinomial logistic regression
 (scikit-learn, class-balanced). Training takes seconds and runs once: the weights are cached
 under the cache dir, keyed by a hash of the examples and the settings. Prediction is a sparse
