@@ -17,7 +17,7 @@ setup(
         (f'share/{PACKAGE}/config', glob('config/*.yaml')),
         (f'share/{PACKAGE}/config/persona', glob('config/persona/*.*')),
         (f'share/{PACKAGE}/config/safety', glob('config/safety/*.yaml')),
-        (f'share/{PACKAGE}/config/safety/examples', glob('config/safety/examples/*.jsonl')),
+        (f'share/{PACKAGE}/data/safety/train', glob('data/safety/train/*.jsonl')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
