@@ -8,6 +8,7 @@ import pytest
 from conftest import BIN, ROOT
 from kidscare_llm.cli import build_parser
 from kidscare_llm.core import settings
+from kidscare_llm.core.params import PARAMS
 
 
 def run(*args, timeout=60):
@@ -50,9 +51,11 @@ def test_rclpy_requested_without_ros_is_a_clear_error():
     assert proc.returncode == 1 and 'rclpy is not importable' in proc.stderr
 
 
-def test_readme_parameter_table_matches_the_code():
-    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
-    assert settings.render_markdown('chat_node') in readme
+@pytest.mark.parametrize('node', list(PARAMS))
+def test_parameters_page_table_matches_the_code(node):
+    page = (ROOT / 'docs' / 'parameters.md').read_text(encoding='utf-8')
+    assert f'\n## {node}\n\n' + settings.render_markdown(node) in page, \
+        f'docs/parameters.md: regenerate the {node} table (recipe in docs/development.md)'
 
 
 def test_say_refuses_blank_text_at_once():
