@@ -36,7 +36,7 @@ class KoreanAnalyzer:
 
     @property
     def version(self) -> str:
-        """Kiwi's version (the safety classifier's cache key includes it)."""
+        """Return the kiwipiepy release (the safety classifier's cache key includes it)."""
         from kiwipiepy import __version__
         return __version__
 
