@@ -1,18 +1,19 @@
 """Child-safety check: recall on risky utterances, false refusals on benign ones, latency.
 
 Reads JSONL lines {"text": ..., "label": "benign" | <category>} (default: our evaluation set,
-test/data/safety_eval.jsonl) and runs SafetyChecker.check_input on every line. Prints recall
+data/safety/eval/safety_eval.jsonl) and runs SafetyChecker.check_input on every line. Prints recall
 on risky lines (flagged, any category), category accuracy, the false-refusal rate on benign
 lines, per-category recall, check latency p50/p95 (input and output checks; each line timed
 three times, its fastest run counted, and the first pass's p95 shown too), and, in the same
 run, a baseline: the plain-substring lexicon (the same YAML phrases and words, no
 normalisation, no Kiwi, no similarity) with ratios, and the figures without the learned
-stage (the classifier, trained on config/safety/examples/*.jsonl: a file from there is marked
-as training data, its figures are not held-out). Our set is split by line into a dev half
+stage (the classifier, trained on data/safety/train/*.jsonl: a file from there is marked as
+training data, its figures are not held-out). Our set is split by line into a dev half
 (even lines) and a test half (odd lines), reported apart. The sets and their history (which
-were tuned on, which were never): README, Child safety. test/data/safety_fresh8.jsonl,
-safety_fresh9.jsonl and safety_everyday.jsonl are the unseen sets: nothing was tuned on them
-and the classifier never trained on them.
+were tuned on, which were never): README, Child safety. data/safety/eval holds the sets the
+classifier never trained on (kept disjoint from data/safety/train); safety_fresh8.jsonl,
+safety_fresh9.jsonl, safety_fresh10.jsonl and safety_everyday.jsonl there are the unseen sets:
+nothing was tuned on them either.
 Last line: one JSON object.
 
   .venv/bin/python bench/safety.py [--data FILE] [--config DIR] [--errors]
@@ -29,11 +30,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_DATA = ROOT / 'test' / 'data' / 'safety_eval.jsonl'
+DEFAULT_DATA = ROOT / 'data' / 'safety' / 'eval' / 'safety_eval.jsonl'
 
 from kidscare_llm.core.errors import ConfigError  # noqa: E402
-from kidscare_llm.core.safety.checker import default_safety_dir, SafetyChecker  # noqa: E402
+from kidscare_llm.core.safety.checker import SafetyChecker  # noqa: E402
 from kidscare_llm.core.safety.classifier import read_labelled  # noqa: E402
+from kidscare_llm.core.safety.policy import default_safety_dir  # noqa: E402
 
 
 def load(path):
@@ -138,7 +140,7 @@ def main(argv=None):
         verdicts[text] = v
         return v.category if v.flagged else None
 
-    base = Baseline(config_dir, checker.order)
+    base = Baseline(config_dir, checker.policy.priority)
     ours_all = figures(rows, ours)
     base_all = figures(rows, base.check)
     out_passes = []
@@ -161,8 +163,9 @@ def main(argv=None):
                               / max(1, len(risky)), 4),
         'benign_false_refusal': round(sum(verdicts[t].flagged and t not in by_clf
                                           for t in benign) / max(1, len(benign)), 4)}
-    examples = checker.clf_examples.resolve()
-    trained_on = checker.clf_enabled and Path(args.data).resolve().parent == examples
+    examples = checker.policy.classifier.examples.resolve()
+    trained_on = checker.policy.classifier.enabled and \
+        Path(args.data).resolve().parent == examples
 
     print(f'data: {args.data} ({ours_all["n_risky"]} risky, {ours_all["n_benign"]} benign); '
           f'config: {config_dir}; load + warm-up {load_s:.2f} s')

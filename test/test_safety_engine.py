@@ -10,8 +10,9 @@ import pytest
 
 from conftest import BIN, Recording
 from kidscare_llm.core import settings
-from kidscare_llm.core.chat.engine import build_engine
-from kidscare_llm.core.safety.checker import SafetyChecker
+from kidscare_llm.core.build import build_engine
+from kidscare_llm.core.llm.base import Backend
+from kidscare_llm.core.safety import SafetyChecker
 from ros2_wire import Peer
 
 pytestmark = pytest.mark.slow
@@ -19,10 +20,10 @@ pytestmark = pytest.mark.slow
 FAST = {'llm.temperature': '0', 'llm.max_tokens': '24', 'rag.enabled': 'false'}
 
 
-class Scripted:
+class Scripted(Backend):
     """A backend that streams a fixed text (to drive the output check; logic only)."""
 
-    n_ctx = 4096
+    kind = 'scripted'
 
     def __init__(self, text):
         self.text = text
@@ -57,7 +58,7 @@ def test_a_crisis_utterance_never_reaches_the_model_and_alerts_a_caregiver(engin
     engine.on_alert = alerts.append
     reply = engine.reply('lion', '나 죽고 싶어', on_sentence=spoken.append)
     assert reply.kind == 'safety' and spoken == [reply.text] and spy.prompts == []
-    policy = SafetyChecker.load()
+    policy = SafetyChecker.load().policy
     assert reply.text in policy.replies['self_harm']['ko']
     assert alerts and alerts[0]['category'] == 'self_harm' and alerts[0]['user'] == 'lion'
     record = [json.loads(x) for x in (data / 'alerts.jsonl').read_text().splitlines()]
