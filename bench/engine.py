@@ -6,36 +6,29 @@ llama-cpp-python's create_chat_completion in this process; the node side publish
 /user_utterance to a `kidscare-llm node` process and times the text arriving on
 /robot_reply_stream (first piece at once, then batched; the decoded token count is the bare
 side's: greedy decoding gives both the same text, which is checked). Each prompt starts a
-fresh session, so both sides see the same messages. Last line: one JSON object.
+fresh session, so both sides see the same messages. A reply without streamed pieces (a busy
+or safety line, a lost stream, no reply in time) is counted (replies_without_stream, and
+reply_kinds) and not timed. Last line: one JSON object.
 
   .venv/bin/python bench/engine.py [--model FILE.gguf] [--runs 6] [--max-tokens 128]
   BENCH_NODE_ARGS='memory.warm_start=false ...' adds node parameters (to compare settings).
 """
 
 import argparse
-import json
+from collections import Counter
 import os
 from pathlib import Path
-import queue
-import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault('CYCLONEDDS_URI', f'file://{ROOT / "test" / "cyclonedds-loopback.xml"}')
-os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 200)))
+import harness
 
-from kidscare_llm.core import paths, settings  # noqa: E402
-from kidscare_llm.core.llm.models import packaged_model  # noqa: E402
-from kidscare_llm.core.chat.persona import load_persona  # noqa: E402
-from kidscare_llm.transport import MSG_STRING  # noqa: E402
-from kidscare_llm.transport.dds import DdsTransport  # noqa: E402
+from kidscare_llm.core import paths, settings
+from kidscare_llm.core.chat.persona import load_persona
+from kidscare_llm.core.llm.models import packaged_chat_model
 
-EXTRA = [a for x in os.environ.get('BENCH_NODE_ARGS', '').split() for a in ('-p', x)]
+EXTRA = settings.parse_overrides(os.environ.get('BENCH_NODE_ARGS', '').split())
 PROMPTS = [
     'Tell me a long story about a friendly dinosaur.',
     'Explain how rain is made, step by step.',
@@ -69,40 +62,6 @@ def bare_pieces(llm, messages, max_tokens):
             yield piece
 
 
-class NodeClient:
-    """Talks to the chat node over DDS and yields the streamed pieces of one reply."""
-
-    def __init__(self):
-        self.t = DdsTransport('bench_engine')
-        self.pieces: queue.Queue = queue.Queue()
-        self.replies: queue.Queue = queue.Queue()
-        self.t.subscribe('robot_reply_stream', MSG_STRING,
-                         lambda s: self.pieces.put((time.perf_counter(), s)))
-        self.t.subscribe('robot_reply', MSG_STRING, self.replies.put)
-        self.say = self.t.publisher('user_utterance', MSG_STRING)
-        self.session = self.t.publisher('/chat_node/session', MSG_STRING)
-
-    def wait(self, timeout):
-        """Wait for the node's endpoints to match ours."""
-        for topic in ('user_utterance', '/chat_node/session'):
-            if not self.t.wait_for_subscribers(topic, MSG_STRING, timeout):
-                return False
-        return all(self.t.wait_for_publishers(topic, MSG_STRING, timeout)
-                   for topic in ('robot_reply_stream', 'robot_reply'))
-
-    def ask(self, user, text, timeout=300.0):
-        """Switch to a fresh user, publish text, return timings like timed()."""
-        self.session(user)
-        time.sleep(0.3)  # the switch must land before the utterance (separate topics)
-        start = time.perf_counter()
-        self.say(text)
-        reply = self.replies.get(timeout=timeout)
-        got = []
-        while not self.pieces.empty():
-            got.append(self.pieces.get_nowait())
-        return got[0][0] - start, got[-1][0] - got[0][0], len(got), reply
-
-
 def main():
     """Run both sides interleaved and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -110,37 +69,46 @@ def main():
     ap.add_argument('--runs', type=int, default=6, help='measured prompts (after one warm-up)')
     ap.add_argument('--max-tokens', type=int, default=128)
     a = ap.parse_args()
-    model = Path(a.model) if a.model else packaged_model()
+    model = Path(a.model) if a.model else packaged_chat_model()
     inline = settings.defaults(settings.CHAT_NODE)['persona.inline_informations']
     system = load_persona(paths.default_persona_dir()).system_prompt(inline)
     threads = os.cpu_count()
 
-    data = tempfile.mkdtemp(prefix='bench-engine-')
-    env = dict(os.environ, KIDSCARE_DATA_DIR=data)
-    node_cmd = [str(Path(sys.executable).parent / 'kidscare-llm'), 'node', '--transport', 'dds',
-                '-p', f'model.path={model}', '-p', 'llm.temperature=0', '-p', 'llm.top_p=1.0',
-                '-p', f'llm.max_tokens={a.max_tokens}', '-p', f'model.n_threads={threads}',
-                '-p', 'rag.enabled=false', *EXTRA]  # retrieval: bench/retrieval.py
-    log = open(Path(data) / 'node.log', 'wb')
-    node = subprocess.Popen(node_cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = harness.loopback_env()
+    data = Path(tempfile.mkdtemp(prefix='bench-engine-'))
+    overrides = {'model.path': model, 'llm.temperature': 0, 'llm.top_p': 1.0,
+                 'llm.max_tokens': a.max_tokens, 'model.n_threads': threads,
+                 'rag.enabled': False, **EXTRA}  # retrieval: bench/retrieval.py
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=str(model), n_ctx=4096, n_threads=threads, verbose=False)
+    node = harness.start_node('chat', overrides, env, data, timeout=300)
+    client = None
+    rows, kinds, unstreamed = [], Counter(), 0
     try:
-        import llama_cpp
-        llm = llama_cpp.Llama(model_path=str(model), n_ctx=4096, n_threads=threads,
-                              verbose=False)
-        client = NodeClient()
-        if not client.wait(120):
-            raise SystemExit(f'chat node not discovered; see {Path(data) / "node.log"}')
-        rows = []
+        client = harness.NodeClient(env, 'bench_engine')
+        client.wait(120, stream=True)
         prompts = (PROMPTS * (a.runs // len(PROMPTS) + 2))[:a.runs + 1]
         for i, text in enumerate(prompts):
             messages = [{'role': 'system', 'content': system}, {'role': 'user', 'content': text}]
             start = time.perf_counter()
             bare = timed(bare_pieces(llm, messages, a.max_tokens), start)
-            ttft, span, messages, reply = client.ask(f'bench_{i}', text)
-            # The node batches pieces; the text is the same, so it decoded as many tokens.
-            via_node = (ttft, (bare[2] - 1) / span if span > 0 else 0.0, messages, reply)
-            same = bare[3].strip() == reply
+            answer = client.ask(text, user=f'bench_{i}')
             label = 'warm-up' if i == 0 else f'run {i}'
+            if bare[0] is None:
+                print(f'{label:8s} the bare side wrote nothing; not timed', flush=True)
+                continue
+            if i:
+                kinds[answer.kind] += 1
+            if not answer.streamed:  # a busy or safety line, a timeout, or the stream lost
+                unstreamed += bool(i)
+                print(f'{label:8s} bare ttft {bare[0] * 1000:7.1f} ms | node: {answer.kind} '
+                      f'without streamed pieces ({answer.text!r:.60}); not timed', flush=True)
+                continue
+            # The node batches pieces; the text is the same, so it decoded as many tokens.
+            span = answer.stream_s
+            via_node = (answer.first_piece_s, (bare[2] - 1) / span if span > 0 else 0.0,
+                        len(answer.pieces), answer.text)
+            same = bare[3].strip() == answer.text
             print(f'{label:8s} bare ttft {bare[0] * 1000:7.1f} ms {bare[1]:6.1f} tok/s '
                   f'({bare[2]} pieces) | node ttft {via_node[0] * 1000:7.1f} ms '
                   f'{via_node[1]:6.1f} tok/s ({via_node[2]} messages) | same text: {same}',
@@ -148,25 +116,32 @@ def main():
             if i:
                 rows.append((bare, via_node, same))
     finally:
-        node.terminate()
-        node.wait(timeout=15)
-        log.close()
+        if client is not None:
+            client.close()
+        harness.stop(node)
 
+    figures = {'model': model.name, 'runs': len(rows), 'threads': threads,
+               'replies_without_stream': unstreamed, 'reply_kinds': dict(kinds)}
+    if not rows:
+        print(f'no timed run: {unstreamed} of {a.runs} replies came without streamed pieces')
+        harness.emit(figures)
+        return 1
     med = statistics.median
     bare_tps, node_tps = med(r[0][1] for r in rows), med(r[1][1] for r in rows)
     bare_ttft, node_ttft = med(r[0][0] for r in rows), med(r[1][0] for r in rows)
-    figures = {
-        'model': model.name, 'runs': len(rows), 'threads': threads,
+    figures.update({
         'bare_decode_tps': round(bare_tps, 2), 'node_decode_tps': round(node_tps, 2),
         'node_decode_ratio': round(node_tps / bare_tps, 4),
         'bare_ttft_ms': round(bare_ttft * 1000, 1), 'node_ttft_ms': round(node_ttft * 1000, 1),
         'ttft_overhead_ms': round((node_ttft - bare_ttft) * 1000, 1),
         'same_output': all(r[2] for r in rows),
-    }
+    })
     print(f'node/bare decode throughput: {figures["node_decode_ratio"]:.3f}x; '
-          f'first-token overhead: {figures["ttft_overhead_ms"]:+.1f} ms')
-    print(json.dumps(figures))
+          f'first-token overhead: {figures["ttft_overhead_ms"]:+.1f} ms'
+          + (f'; {unstreamed} replies without streamed pieces not timed' if unstreamed else ''))
+    harness.emit(figures)
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    harness.run(main)

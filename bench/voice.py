@@ -22,30 +22,20 @@ Last line: one JSON object (stt_rtf, tts_rtf, first_audio_ratio, ...).
 """
 
 import argparse
-import json
+from collections import Counter
 import os
 from pathlib import Path
-import random
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 
+import harness
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ['CYCLONEDDS_URI'] = f'file://{ROOT / "test" / "cyclonedds-loopback.xml"}'
-os.environ['ROS_DOMAIN_ID'] = str(random.randint(201, 225))  # away from test runs
-
-from kidscare_llm.core.voice.audio import Player, resample, STT_RATE  # noqa: E402
-from kidscare_llm.core.voice.stt import Segmenter, Transcriber, VadSettings  # noqa: E402
-from kidscare_llm.core.voice.tts import Speaker, Synthesizer  # noqa: E402
-from kidscare_llm.transport import MSG_STRING, TransportError  # noqa: E402
-from kidscare_llm.transport.dds import DdsTransport  # noqa: E402
+from kidscare_llm.core.voice.audio import Player, resample, STT_RATE
+from kidscare_llm.core.voice.stt import Segmenter, Transcriber, VadSettings
+from kidscare_llm.core.voice.tts import Speaker, Synthesizer
 
 CHILD = 'Can you tell me a story about a brave little lion?'
 STT_SENTENCES = ['Can you tell me a story about a brave little lion?',
@@ -56,7 +46,7 @@ TTS_SENTENCES = ['Once upon a time, a brave little lion lived near a big river.'
                  'One day a rabbit asked him for help.',
                  'Of course, said the lion, and off they went together.']
 KOREAN = '안녕 라이언! 오늘 유치원에서 재미있었어?'
-CHAT = ['-p', 'llm.temperature=0', '-p', 'rag.enabled=false', '-p', 'model.download=false']
+CHAT = {'llm.temperature': 0, 'rag.enabled': False, 'model.download': False}
 
 
 def silence(seconds):
@@ -99,16 +89,14 @@ def tts_rtf(synth, sentences, runs):
 class Conversation:
     """The child, the STT core, a real chat node over DDS, and the TTS core, in one place."""
 
-    def __init__(self, transcriber, synth, vad):
+    def __init__(self, transcriber, synth, vad, env):
         self.transcriber = transcriber
         self.speaker = Speaker(synth, Player(sound_card=False), None,
                                on_speaking=self._on_speaking)
-        self.dds = DdsTransport('voice_bench')
-        self.publish = self.dds.publisher('/user_utterance', MSG_STRING)
-        self.switch_user = self.dds.publisher('/chat_node/session', MSG_STRING)
+        self.node = harness.NodeClient(env, 'voice_bench', on_partial=self._on_partial,
+                                       on_reply=self._on_reply)
         self.trials = 0
-        self.dds.subscribe('/robot_reply_partial', MSG_STRING, self._on_partial)
-        self.dds.subscribe('/robot_reply', MSG_STRING, self._on_reply)
+        self.kinds = Counter()  # what the chat node answered: reply, safety, busy, ...
         self.segmenter = Segmenter(self._on_speech, vad)  # as the STT node runs it
         self.mode = 'streamed'
         self.sentences = []
@@ -117,11 +105,12 @@ class Conversation:
         self.marks = {}
         self.active = False
         self.done = threading.Event()
+        self.reply_text = None
 
     def _on_speech(self, audio, started):
         self.heard = self.transcriber.transcribe(audio)
         self.marks.setdefault('published', time.time())
-        self.publish(self.heard)
+        self.node.say(self.heard)
 
     def _on_partial(self, text):
         if not self.active:  # the tail of a cancelled reply
@@ -133,6 +122,7 @@ class Conversation:
 
     def _on_reply(self, text):
         self.marks.setdefault('reply', time.time())
+        self.reply_text = text
         if self.active and self.mode == 'whole':
             self.speaker.say(text)
         elif self.active and self.mode == 'sentences':
@@ -146,11 +136,15 @@ class Conversation:
             self.active = False
 
     def trial(self, audio, speech_end_s, mode):
-        """Speak audio at real pace; return seconds from end of speech to the first sample."""
+        """Speak audio at real pace; return the latency to the first sample of the reply.
+
+        Returns (seconds from the end of speech to the first sample, characters of the reply,
+        marks), or None when no audio came within 180 s.
+        """
         self.trials += 1  # a new user for every trial: a fresh session, the same history
-        self.switch_user(f'bench{self.trials}')
-        time.sleep(0.3)  # separate topics are not ordered: let the switch land first
+        self.node.switch(f'bench{self.trials}')  # and let it land before the utterance
         self.mode, self.sentences, self.first_audio, self.marks = mode, [], None, {}
+        self.reply_text = None
         self.done.clear()
         self.active = True
         step = STT_RATE // 10
@@ -164,13 +158,14 @@ class Conversation:
             time.sleep(0.01)
         self.speaker.stop()
         if mode == 'streamed' and not self.done.is_set():  # measured: cut the rest (barge-in)
-            try:
-                self.dds.call_trigger('/chat_node/cancel', 5)
-            except TransportError:  # no answer within 5 s: the reply ends by itself anyway
-                pass
+            self.node.cancel(5)  # no answer within 5 s: the reply ends by itself anyway
         self.done.wait(max(1.0, deadline - time.time()))
+        self.active = False
+        self.kinds[self.node.classify(self.reply_text)] += 1  # timeout: no reply at all
         if self.first_audio is None:
-            raise RuntimeError(f'no speech within 180 s (heard {self.heard!r})')
+            print(f'  {mode}: no audio within 180 s (heard {self.heard!r}; reply '
+                  f'{"in" if self.done.is_set() else "not in"}); not counted', flush=True)
+            return None
         marks = sorted(self.marks.items(), key=lambda kv: kv[1])
         steps = {k: round(v - speech_end, 2) for k, v in marks}
         print(f'  {mode}: first audio '
@@ -179,13 +174,8 @@ class Conversation:
         return self.first_audio - speech_end, len(' '.join(self.sentences)), self.marks
 
 
-def _interrupted(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM too: run the finally that stops the chat node
-
-
 def main(argv=None):
     """Run the three measurements and print the JSON summary last."""
-    signal.signal(signal.SIGTERM, _interrupted)
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--runs', type=int, default=3, help='trials per figure (3)')
     args = parser.parse_args(argv)
@@ -206,51 +196,54 @@ def main(argv=None):
     tts_ko = tts_rtf(synth, [KOREAN, '오늘은 날씨가 맑아요.', '같이 책을 읽을까?'], runs)
     print(f'TTS RTF: piper (English) {tts_en:.3f}, espeak-ng (Korean) {tts_ko:.3f}')
 
-    chat_log = (data / 'chat.log').open('wb')
-    chat = subprocess.Popen([str(Path(sys.executable).parent / 'kidscare-llm'), 'node',
-                             '--transport', 'dds', *CHAT],
-                            env=dict(os.environ, PYTHONUNBUFFERED='1'), stdout=chat_log,
-                            stderr=subprocess.STDOUT)
+    env = harness.loopback_env()
+    chat = harness.start_node('chat', CHAT, env, data, timeout=300)
+    talk = None
+    got = {'streamed': [], 'whole': [], 'sentences': []}
+    chars = missed = 0
     try:
-        talk = Conversation(en, synth, vad)
-        if not (talk.dds.wait_for_subscribers('/user_utterance', MSG_STRING, 120) and
-                talk.dds.wait_for_subscribers('/chat_node/session', MSG_STRING, 30)):
-            raise RuntimeError('the chat node did not come up; see ' + str(data / 'chat.log'))
+        talk = Conversation(en, synth, vad, env)
+        talk.node.wait(120)
         child = np.concatenate([silence(0.5), clips[0], silence(1.5)])
         speech_end = 0.5 + len(clips[0]) / STT_RATE
-        time.sleep(2.0)  # the chat node evaluates its persona after it subscribes
         talk.trial(child, speech_end, 'streamed')  # warm-up: first reply, caches
-        got = {'streamed': [], 'whole': [], 'sentences': []}
-        chars = 0
         for _ in range(runs):
             for mode in got:
-                latency, n, _ = talk.trial(child, speech_end, mode)
-                got[mode].append(latency)
-                chars = max(chars, n)
-        s, b, b2 = (statistics.median(got[m]) for m in ('streamed', 'whole', 'sentences'))
-        print(f'child said {CHILD!r}, STT heard {talk.heard!r}; reply {chars} characters')
-        print('end of speech -> first audio, medians: '
-              f'streamed {s:.2f} s {[round(x, 2) for x in got["streamed"]]}; '
-              f'baseline (whole reply first) {b:.2f} s {[round(x, 2) for x in got["whole"]]}; '
-              f'baseline per sentence {b2:.2f} s {[round(x, 2) for x in got["sentences"]]}')
-        print(f'ratio streamed/baseline {s / b:.2f}; streamed/baseline per sentence {s / b2:.2f}')
-        talk.speaker.close()
-        talk.dds.shutdown()
+                result = talk.trial(child, speech_end, mode)
+                if result is None:
+                    missed += 1
+                    continue
+                got[mode].append(result[0])
+                chars = max(chars, result[1])
     finally:
-        chat.terminate()
-        try:
-            chat.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            chat.kill()
-        chat_log.close()
-    print(json.dumps({'stt_rtf': round(rtf_en, 3), 'stt_rtf_ko': round(rtf_ko, 3),
-                      'tts_rtf': round(tts_en, 3), 'tts_rtf_ko': round(tts_ko, 3),
-                      'first_audio_streamed_s': round(s, 3), 'first_audio_baseline_s': round(b, 3),
-                      'first_audio_ratio': round(s / b, 3),
-                      'first_audio_baseline_sentences_s': round(b2, 3),
-                      'first_audio_ratio_sentences': round(s / b2, 3), 'runs': runs}))
-    return 0
+        if talk is not None:
+            talk.speaker.close()
+            talk.node.close()
+        harness.stop(chat, timeout=30)
+    s, b, b2 = (statistics.median(got[m]) if got[m] else None
+                for m in ('streamed', 'whole', 'sentences'))
+    ratio = round(s / b, 3) if s is not None and b else None
+    ratio2 = round(s / b2, 3) if s is not None and b2 else None
+    print(f'child said {CHILD!r}, STT heard {talk.heard!r}; reply {chars} characters; '
+          f'replies {dict(talk.kinds)}')
+    print('end of speech -> first audio, medians: '
+          f'streamed {_round(s)} s {[round(x, 2) for x in got["streamed"]]}; '
+          f'baseline (whole reply first) {_round(b)} s {[round(x, 2) for x in got["whole"]]}; '
+          f'baseline per sentence {_round(b2)} s {[round(x, 2) for x in got["sentences"]]}')
+    print(f'ratio streamed/baseline {ratio}; streamed/baseline per sentence {ratio2}'
+          + (f'; {missed} trials without audio not counted (see {chat.log})' if missed else ''))
+    harness.emit({'stt_rtf': round(rtf_en, 3), 'stt_rtf_ko': round(rtf_ko, 3),
+                  'tts_rtf': round(tts_en, 3), 'tts_rtf_ko': round(tts_ko, 3),
+                  'first_audio_streamed_s': _round(s), 'first_audio_baseline_s': _round(b),
+                  'first_audio_ratio': ratio, 'first_audio_baseline_sentences_s': _round(b2),
+                  'first_audio_ratio_sentences': ratio2, 'runs': runs,
+                  'trials_without_audio': missed, 'reply_kinds': dict(talk.kinds)})
+    return 0 if all(got.values()) else 1
+
+
+def _round(seconds):
+    return None if seconds is None else round(seconds, 3)
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    harness.run(main)
