@@ -61,7 +61,9 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
               'Context window in tokens (prompt plus reply).',
               low=256, high=1 << 20),
         Param('model.n_threads', 0,
-              'CPU threads for llama.cpp; 0: all cores.',
+              'CPU threads for llama.cpp (decoding and prompts); 0: one fewer than the usable '
+              "physical cores, at least 1, so the robot's other processes preempt no llama.cpp "
+              'worker (all cores collapsed beside one busy neighbour: docs/robot.md).',
               low=0, high=1024),
         Param('model.n_gpu_layers', -1,
               'Layers offloaded to the GPU; -1: all when llama.cpp has a GPU backend, else 0.',

@@ -6,11 +6,56 @@ import os
 from pathlib import Path
 import threading
 import time
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Tuple
 
 from kidscare_llm.core.errors import LLMError, ModelError
 from kidscare_llm.core.llm.base import Backend, Message, Sampling
 from kidscare_llm.core.llm.snapshots import KVSnapshot, SnapshotCache
+
+CPU_SYS = Path('/sys/devices/system/cpu')
+CGROUP_CPU_MAX = Path('/sys/fs/cgroup/cpu.max')
+
+
+def usable_cores(sys_dir: Path = CPU_SYS, cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """Count the physical cores this process may use: its CPU affinity, SMT siblings once.
+
+    A cgroup CPU quota (a container given 2 CPUs of a 16-core host) caps the count.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        topology = sys_dir / f'cpu{cpu}' / 'topology'
+        try:
+            cores.add((topology.joinpath('physical_package_id').read_text().strip(),
+                       topology.joinpath('core_id').read_text().strip()))
+        except OSError:
+            cores.add(('cpu', str(cpu)))
+    count = max(1, len(cores))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != 'max':
+            count = min(count, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+def resolve_threads(n_threads: int = 0, n_threads_batch: int = 0,
+                    cores: Optional[int] = None) -> Tuple[int, int]:
+    """Return (decode threads, prompt threads); 0 means the default rule.
+
+    The rule (measured in bench/threads.py, reasoning in docs/robot.md): decode with one
+    core fewer than the usable physical cores, so a neighbour process on the robot preempts
+    no llama.cpp worker (the workers meet at every layer: one preempted worker stalls all);
+    evaluate prompts with the same count.
+    """
+    cores = cores or usable_cores()
+    decode = n_threads if n_threads > 0 else max(1, cores - 1)
+    batch = n_threads_batch if n_threads_batch > 0 else decode
+    return decode, batch
 
 
 class LlamaCppBackend(Backend):
@@ -33,10 +78,12 @@ class LlamaCppBackend(Backend):
         self._lib = llama_cpp
         self.gpu = bool(llama_cpp.llama_supports_gpu_offload())
         self.n_gpu_layers = n_gpu_layers if self.gpu else 0
+        self.n_threads, self.n_threads_batch = resolve_threads(n_threads)
         try:
             self._llm = llama_cpp.Llama(
-                model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
-                n_gpu_layers=self.n_gpu_layers, verbose=False)
+                model_path=str(model_path), n_ctx=n_ctx, n_threads=self.n_threads,
+                n_threads_batch=self.n_threads_batch, n_gpu_layers=self.n_gpu_layers,
+                verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f'llama.cpp cannot load {model_path}: {exc} (is the file complete '
                              'and a model this llama.cpp version supports?)') from None
@@ -61,7 +108,8 @@ class LlamaCppBackend(Backend):
 
     def describe(self) -> str:
         """Say which model runs where, for the start-up log and the GUI status line."""
-        where = f'GPU ({self.n_gpu_layers} layers)' if self.n_gpu_layers else 'CPU'
+        where = f'GPU ({self.n_gpu_layers} layers)' if self.n_gpu_layers else \
+            f'CPU ({self.n_threads} thread{"s" if self.n_threads > 1 else ""})'
         return f'llama.cpp {self.model_name} on {where}, n_ctx {self.n_ctx}'
 
     def count_tokens(self, text: str) -> int:
