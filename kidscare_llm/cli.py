@@ -8,6 +8,7 @@ Commands:
   kidscare-llm ingest DOCS...        index documents into the knowledge base (incremental)
   kidscare-llm params --yaml         print every parameter with its default
   kidscare-llm download-model        fetch the Korean 8B GGUF once (the node never goes online)
+  kidscare-llm doctor                check this shell: ROS 2, discovery, Pythons, llama.cpp, model
 """
 
 import argparse
@@ -82,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument('--node-name', default=settings.CHAT_NODE, help='chat node name')
     gui.add_argument('--wait', type=float, default=10.0, metavar='SECONDS',
                      help='say so when no chat node is found within this many seconds (10)')
+
+    doctor = sub.add_parser('doctor', help='check this environment and say what to fix')
+    _param_options(doctor)
+    doctor.add_argument('--discovery-range', default='LOCALHOST', metavar='RANGE',
+                        help="the launch's discovery_range to compare this shell with "
+                             '(LOCALHOST, as chat.launch.py)')
 
     params = sub.add_parser('params', help='print the parameters and their defaults')
     fmt = params.add_mutually_exclusive_group()
@@ -252,8 +259,17 @@ def cmd_params(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    """Check ROS 2, discovery, the Pythons, llama.cpp, the model and the data dir."""
+    from kidscare_llm import doctor
+
+    return doctor.main(args.params_file, settings.parse_overrides(args.param),
+                       args.discovery_range)
+
+
 COMMANDS = {'chat': cmd_chat, 'node': cmd_node, 'say': cmd_say, 'ingest': cmd_ingest,
-            'params': cmd_params, 'download-model': cmd_download_model, 'gui': cmd_gui}
+            'params': cmd_params, 'download-model': cmd_download_model, 'gui': cmd_gui,
+            'doctor': cmd_doctor}
 
 
 def _session_line(ok: bool, message: str) -> str:
