@@ -12,7 +12,8 @@ import sys
 from typing import Callable, Optional
 
 from kidscare_llm.core.errors import KidscareError
-from kidscare_llm.transport import create, Transport
+from kidscare_llm.doctor import discovery_hint
+from kidscare_llm.transport import choose, create, Transport
 
 
 def run_node(node_name: str, factory: Callable[[Transport], object],
@@ -23,44 +24,44 @@ def run_node(node_name: str, factory: Callable[[Transport], object],
 
     factory(transport) builds the node (it must have close()); body(node, transport), when
     given, replaces spinning (e.g. stt_node --file). 1: configuration error, 130: stopped
-    during start-up.
+    during start-up. Whatever happens, the node is closed and the transport shut down (its
+    threads joined) before this returns, so the process exits with this code and nothing
+    else: no thread is left inside a native library while the interpreter exits.
     """
     logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
     faulthandler.enable()  # a native crash leaves every thread's Python stack in the log
     try:
-        transport = create(node_name, transport_name, args=args, **transport_options)
+        kind = choose(transport_name)
+        transport = create(node_name, kind, args=args, **transport_options)
     except KidscareError as exc:
         print(f'{node_name}: {exc}', file=sys.stderr)
         return 1
+    transport.log.info(discovery_hint(kind))
+    node = None
     try:
         node = factory(transport)
+        if body is None:
+            transport.spin()
+            return 0
+        return body(node, transport)
     except KidscareError as exc:
         print(f'{node_name}: {exc}', file=sys.stderr)
-        transport.shutdown()
         return 1
-    except KeyboardInterrupt:
-        print(f'{node_name}: stopped during start-up', file=sys.stderr)
-        transport.shutdown()
-        return 130
+    except KeyboardInterrupt:  # Ctrl-C, or SIGINT from ros2 launch: a normal stop
+        if node is None:
+            print(f'{node_name}: stopped during start-up', file=sys.stderr)
+            return 130
+        return 0
     except Exception:
-        if transport.stopping():  # SIGTERM while a model was loading
+        if node is None and transport.stopping():  # SIGTERM while a model was loading
             print(f'{node_name}: stopped during start-up', file=sys.stderr)
             return 130
         raise
-    code = 0
-    try:
-        if body is None:
-            transport.spin()
-        else:
-            code = body(node, transport)
-    except KidscareError as exc:
-        print(f'{node_name}: {exc}', file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:  # Ctrl-C, or SIGINT from ros2 launch: a normal stop
-        pass
     finally:
-        node.close()
-        transport.shutdown()
-        del node
-        gc.collect()  # free native objects while their libraries can still clean up
-    return code
+        try:
+            if node is not None:
+                node.close()
+        finally:
+            transport.shutdown()
+            node = None
+            gc.collect()  # free native objects while their libraries can still clean up

@@ -69,6 +69,85 @@ class _RosLogHandler(logging.Handler):
             self._ros.debug(text)
 
 
+def _message_class(msg_type: str):
+    """Return the rclpy message class of one of the transport's message types."""
+    if msg_type == MSG_STRING:
+        from std_msgs.msg import String
+        return String
+    if msg_type == MSG_BOOL:
+        from std_msgs.msg import Bool
+        return Bool
+    if msg_type == MSG_AUDIO:
+        try:
+            from audio_common_msgs.msg import AudioStamped
+        except ImportError:
+            raise TransportError(
+                'audio topics need audio_common_msgs, which this ROS 2 does not have: '
+                'build it (github.com/mgonzs13/audio_common) or run the node with '
+                '--transport dds, which speaks AudioStamped by itself') from None
+        return AudioStamped
+    raise TransportError(f'the rclpy transport does not know {msg_type}')
+
+
+def _qos(depth: Optional[int]):
+    """Return the QoS profile of a depth (KEEP_ALL or keep-last depth)."""
+    from rclpy.qos import HistoryPolicy, QoSProfile
+
+    if depth is KEEP_ALL:
+        return QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=DEPTH)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth)
+
+
+class _Spinner:
+    """A MultiThreadedExecutor spinning one node in a background thread, stopped in order."""
+
+    def __init__(self, node, stopped: threading.Event):
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.executor = MultiThreadedExecutor(num_threads=4)
+        self.executor.add_node(node)
+        self.stopped = stopped
+        self.thread = threading.Thread(target=self._spin, name='rclpy-executor', daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # shutdown while spinning (Ctrl-C, context shut down)
+            pass
+        finally:
+            self.stopped.set()
+
+    def stop(self, timeout: float, log: logging.Logger) -> None:
+        """Wake spin() out of its wait, join its thread, let running callbacks finish."""
+        try:
+            self.executor.shutdown(timeout_sec=timeout)
+        except Exception:  # already shut down with the context
+            pass
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            log.warning('the rclpy executor thread did not stop within %.0f s', timeout)
+        tasks = list(getattr(self.executor, '_futures', ()) or ())
+        wait_until(lambda: not any(getattr(t, 'executing', bool)() for t in tasks), timeout)
+
+
+def _close_context(rclpy) -> None:
+    """Shut the default context down (if still up) and uninstall rclpy's signal handlers.
+
+    Both even after SIGINT/SIGTERM shut the context down: rclpy.shutdown() would raise then,
+    and skipping it leaves rclpy's signal-handling thread to be torn down at process exit.
+    """
+    try:
+        rclpy.try_shutdown()
+    except Exception:
+        pass
+    try:
+        from rclpy.signals import uninstall_signal_handlers
+        uninstall_signal_handlers()  # joins rclpy's signal thread; harmless when done already
+    except Exception:
+        pass
+
+
 class RclpyTransport(Transport):
     """One rclpy Node whose executor spins in a background thread from the start."""
 
@@ -77,7 +156,6 @@ class RclpyTransport(Transport):
                  remaps: Optional[Mapping[str, str]] = None, args: Optional[Sequence[str]] = None):
         super().__init__(node_name)
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
         from rclpy.node import Node
 
         self._rclpy = rclpy
@@ -89,50 +167,34 @@ class RclpyTransport(Transport):
         for src, dst in (remaps or {}).items():
             ros_args += ['-r', f'{src}:={dst}']
         self._owns_context = not rclpy.ok()
-        if self._owns_context:
-            rclpy.init(args=['kidscare_llm'] + list(args or [])[1:] +
-                       (ros_args if len(ros_args) > 1 else []))
-        self.node = Node(node_name)
-        self.log = logging.getLogger(f'kidscare_llm.{node_name}')
-        root = logging.getLogger('kidscare_llm')
-        root.addHandler(_RosLogHandler(self.node.get_logger()))
-        root.setLevel(logging.INFO)
-        root.propagate = False
-        self._executor = MultiThreadedExecutor(num_threads=4)
-        self._executor.add_node(self.node)
         self._stop = threading.Event()
+        self._closed = False
         self._param_handler: Optional[ParamHandler] = None
         self._table: Dict[str, settings.Param] = {}
         self._table_node = node_name
-        threading.Thread(target=self._spin_executor, name='rclpy-executor', daemon=True).start()
-
-    def _spin_executor(self) -> None:
-        try:
-            self._executor.spin()
-        except Exception:  # shutdown while spinning (Ctrl-C, context shut down)
-            self._stop.set()
-
-    def _msg(self, msg_type: str):
-        if msg_type == MSG_STRING:
-            from std_msgs.msg import String
-            return String
-        if msg_type == MSG_BOOL:
-            from std_msgs.msg import Bool
-            return Bool
-        if msg_type == MSG_AUDIO:
+        self.node = self._spinner = self._log_handler = None
+        if self._owns_context:
             try:
-                from audio_common_msgs.msg import AudioStamped
-            except ImportError:
-                raise TransportError(
-                    'audio topics need audio_common_msgs, which this ROS 2 does not have: '
-                    'build it (github.com/mgonzs13/audio_common) or run the node with '
-                    '--transport dds, which speaks AudioStamped by itself') from None
-            return AudioStamped
-        raise TransportError(f'the rclpy transport does not know {msg_type}')
+                rclpy.init(args=['kidscare_llm'] + list(args or [])[1:] +
+                           (ros_args if len(ros_args) > 1 else []))
+            except Exception as exc:  # e.g. a malformed --ros-args section
+                _close_context(rclpy)
+                raise TransportError(f'rclpy could not start: {exc}') from None
+        try:
+            self.node = Node(node_name)
+            root = logging.getLogger('kidscare_llm')
+            self._log_handler = _RosLogHandler(self.node.get_logger())
+            root.addHandler(self._log_handler)
+            root.setLevel(logging.INFO)
+            root.propagate = False
+            self._spinner = _Spinner(self.node, self._stop)
+        except Exception as exc:
+            self.shutdown()
+            raise TransportError(f'rclpy node {node_name} could not start: {exc}') from None
 
     def _make(self, msg_type: str) -> Callable[[Any], Any]:
         """Return value -> message for a topic type."""
-        cls = self._msg(msg_type)
+        cls = _message_class(msg_type)
         if msg_type != MSG_AUDIO:
             return lambda value: cls(data=value)
 
@@ -154,7 +216,10 @@ class RclpyTransport(Transport):
         self._table_node = node
         for p in self._table.values():
             # typed by coerce() below: 1 in a YAML file is fine for a float parameter
-            declared = self.node.declare_parameter(p.name, p.default, _descriptor(p))
+            try:
+                declared = self.node.declare_parameter(p.name, p.default, _descriptor(p))
+            except Exception as exc:  # a value of the wrong type from a file or --ros-args
+                raise ConfigError(f'parameter {p.name}: {exc}') from None
             values[p.name] = settings.coerce(p, declared.value)
             settings.check_limits(p.name, values[p.name], node)
         self.node.add_on_set_parameters_callback(self._on_set)
@@ -188,19 +253,11 @@ class RclpyTransport(Transport):
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
-    @staticmethod
-    def _qos(depth: Optional[int]):
-        from rclpy.qos import HistoryPolicy, QoSProfile
-
-        if depth is KEEP_ALL:
-            return QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=DEPTH)
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth)
-
     def publisher(self, topic: str, msg_type: str,
                   depth: Optional[int] = DEPTH) -> Callable[[Any], None]:
         """Return a function that publishes one value."""
         make = self._make(msg_type)
-        pub = self.node.create_publisher(self._msg(msg_type), topic, self._qos(depth))
+        pub = self.node.create_publisher(_message_class(msg_type), topic, _qos(depth))
         return lambda value: pub.publish(make(value))
 
     def subscribe(self, topic: str, msg_type: str, callback: Callable[[Any], None],
@@ -208,7 +265,7 @@ class RclpyTransport(Transport):
         """Call callback(value) for each message (AudioStamped: a core.audio.AudioChunk)."""
         value_of = chunk_from_stamped if msg_type == MSG_AUDIO else (lambda msg: msg.data)
         cb = self.safe(f'subscription {topic}', lambda msg: callback(value_of(msg)))
-        self.node.create_subscription(self._msg(msg_type), topic, cb, self._qos(depth))
+        self.node.create_subscription(_message_class(msg_type), topic, cb, _qos(depth))
 
     def serve_trigger(self, service: str, handler: TriggerHandler) -> None:
         """Serve std_srvs/Trigger."""
@@ -258,10 +315,26 @@ class RclpyTransport(Transport):
         """Return True once rclpy was shut down (its SIGINT/SIGTERM handlers do that)."""
         return self._stop.is_set() or not self._rclpy.ok()
 
-    def shutdown(self) -> None:
-        """Stop the executor, destroy the node, and shut rclpy down if we started it."""
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop spinning, join the executor thread, destroy the node, shut rclpy down.
+
+        In this order, and all of it even after Ctrl-C or SIGTERM shut the context down: a
+        thread still in rclpy's native code while the interpreter exits aborts the process
+        ("terminate called without an active exception", exit 134) instead of exiting with
+        the code the runner chose.
+        """
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
-        self._executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        if self._owns_context and self._rclpy.ok():
-            self._rclpy.shutdown()
+        if self._spinner is not None:
+            self._spinner.stop(timeout, self.log)
+        if self._log_handler is not None:
+            logging.getLogger('kidscare_llm').removeHandler(self._log_handler)
+        if self.node is not None:
+            try:
+                self.node.destroy_node()
+            except Exception:  # the context went first (a signal): nothing left to free
+                pass
+        if self._owns_context:
+            _close_context(self._rclpy)
