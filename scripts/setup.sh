@@ -6,6 +6,9 @@
 #   bash scripts/setup.sh --cuda     CUDA build (RTX 3060, Jetson with JetPack; needs nvcc)
 #   bash scripts/setup.sh --no-apt   skip apt-get (you installed the packages yourself)
 #   bash scripts/setup.sh --no-model skip the Korean 8B GGUF download (done when the hub answers)
+#   bash scripts/setup.sh --ros      .venv on ROS 2's Python (/usr/bin/python3) with
+#                                    --system-site-packages: rclpy, launch and colcon's entry
+#                                    points share one interpreter (docs/robot.md)
 #
 # Environment: PYTHON (default python3), KIDSCARE_CACHE_DIR (default ~/.cache/kidscare_llm),
 # CMAKE_ARGS (extra llama.cpp CMake flags), CUDACXX (nvcc path on Jetson).
@@ -15,12 +18,14 @@ cd "$(dirname "$0")/.."
 flavor=cpu
 apt=1
 model=1
+ros=0
 for arg in "$@"; do
   case "$arg" in
     --cuda) flavor=cuda ;;
     --no-apt) apt=0 ;;
     --no-model) model=0 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --ros) ros=1 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "setup: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -41,11 +46,39 @@ if [ ${#missing[@]} -gt 0 ] && [ $apt = 1 ]; then
     "${missing[@]}" >/dev/null
 fi
 
-# 2. The virtual environment.
-if [ ! -x .venv/bin/python ]; then
-  say "creating .venv with ${PYTHON:-python3}"
-  "${PYTHON:-python3}" -m venv .venv
+# 2. The virtual environment. With --ros: on the Python ROS 2 was built for, seeing the system
+#    site-packages (rclpy, launch, lark from apt), as the ROS 2 docs advise for pip-only packages.
+venv_args=()
+if [ $ros = 1 ]; then
+  distro=${ROS_DISTRO:-$(ls /opt/ros 2>/dev/null | tail -1 || true)}
+  if [ -z "$distro" ]; then
+    echo "setup --ros: no ROS 2 here (install it under /opt/ros, or source its setup.bash)" >&2
+    exit 1
+  fi
+  PYTHON=${PYTHON:-/usr/bin/python3}
+  want=$(ls -d /opt/ros/"$distro"/lib/python3.* 2>/dev/null | sed -n 's|.*/python||p' \
+    | head -1 || true)
+  have=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+  if [ -n "$want" ] && [ "$want" != "$have" ]; then
+    echo "setup --ros: ROS 2 $distro is built for Python $want, $PYTHON is $have (set PYTHON)" >&2
+    exit 1
+  fi
+  venv_args=(--system-site-packages)
+  real='import os, sys; print(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))'
+  if [ -x .venv/bin/python ] && { ! grep -qiE 'include-system-site-packages *= *true' \
+      .venv/pyvenv.cfg || [ "$(.venv/bin/python -c "$real")" != "$("$PYTHON" -c "$real")" ]; }
+  then
+    echo "setup --ros: .venv was made without ROS 2's Python ($PYTHON, $have) or without its" \
+      "site-packages: remove it (rm -rf .venv) and run this again" >&2
+    exit 1
+  fi
+  say "ROS 2 $distro: .venv on $PYTHON ($have) with the system site-packages"
 fi
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv with ${PYTHON:-python3} ${venv_args[*]}"
+  "${PYTHON:-python3}" -m venv "${venv_args[@]}" .venv
+fi
+touch .venv/COLCON_IGNORE  # colcon build in this folder must not look for packages in .venv
 py=.venv/bin/python
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 
