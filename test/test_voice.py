@@ -23,7 +23,7 @@ from kidscare_llm.core.voice import stt as stt_core
 from kidscare_llm.core.voice.audio import (AudioChunk, decode_pcm, load_for_stt, PA_FLOAT32,
                                            PA_INT16, PA_INT32, PA_INT8, PA_UINT8, read_wav,
                                            StreamResampler, STT_RATE, VoiceError, write_wav)
-from kidscare_llm.core.voice.tts import EspeakEngine, PiperEngine, Player, Speaker
+from kidscare_llm.core.voice.tts import EspeakEngine, PiperEngine, Player, Speaker, Synthesizer
 from kidscare_llm.transport import KEEP_ALL, MSG_AUDIO, MSG_BOOL, MSG_STRING
 from kidscare_llm.transport.dds import DdsTransport
 from ros2_wire import Peer
@@ -535,3 +535,14 @@ def test_push_to_talk_captures_then_publishes_once():
         assert [v for t, v in transport.sent if t == 'user_utterance'] == ['stop please']
     finally:
         node.close()
+
+
+def test_speaking_pace_changes_without_reloading_the_voices():
+    """tts.length_scale and tts.espeak_wpm are live: the next sentence uses the new pace."""
+    synth = Synthesizer('auto')
+    piper, espeak = synth.load('piper'), synth.load('espeak-ng')
+    normal = [len(a) / r for a, r, _ in (synth.synthesize(ENGLISH), synth.synthesize(KOREAN))]
+    synth.set_pace(length_scale=1.6, espeak_wpm=90)
+    slow = [len(a) / r for a, r, _ in (synth.synthesize(ENGLISH), synth.synthesize(KOREAN))]
+    assert synth.load('piper') is piper and synth.load('espeak-ng') is espeak  # not reloaded
+    assert slow[0] > normal[0] * 1.3 and slow[1] > normal[1] * 1.3

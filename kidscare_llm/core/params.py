@@ -230,10 +230,10 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
               'espeak-ng voice (the only offline Korean voice).'),
         Param('tts.espeak_wpm', 160,
               'espeak-ng speaking rate in words per minute.',
-              low=80, high=450),
+              low=80, high=450, live=True),
         Param('tts.length_scale', 1.0,
               'piper speaking pace (above 1: slower).',
-              low=0.2, high=5.0),
+              low=0.2, high=5.0, live=True),
         Param('tts.threads', 1,
               'CPU threads for piper (onnxruntime); 0: all cores. One leaves the other cores to'
               ' the LLM, which is still generating while the first sentences are spoken.',

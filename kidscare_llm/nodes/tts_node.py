@@ -52,6 +52,7 @@ class TtsNode:
         transport.subscribe('robot_reply_partial', MSG_STRING, self.on_sentence)
         transport.subscribe('robot_reply', MSG_STRING, self.on_reply)
         transport.serve_trigger('~/stop', self.on_stop)
+        transport.on_parameter_change(self.on_parameters)
         self._beat = threading.Thread(target=self._heartbeat, name='tts-heartbeat', daemon=True)
         self._beat.start()
         log.info('tts node ready: engine %s (%s loaded; espeak-ng voice %s); output %s',
@@ -69,6 +70,12 @@ class TtsNode:
         """Note that a reply is complete: the next sentences belong to a new one."""
         self.in_reply = False
         self.dropping = False
+
+    def on_parameters(self, changes: dict) -> None:
+        """Apply a new speaking pace (ros2 param set) from the next synthesised sentence on."""
+        self.synth.set_pace(changes.get('tts.length_scale'), changes.get('tts.espeak_wpm'))
+        log.info('speaking pace: length_scale %s, espeak-ng %s wpm', self.synth.length_scale,
+                 self.synth.espeak_wpm)
 
     def on_stop(self):
         """Stop speaking now and drop the queue; report the latency as JSON."""

@@ -109,10 +109,30 @@ class Synthesizer:
         if engine not in ENGINES:
             raise VoiceError(f'tts.engine {engine!r} unknown; choose one of {", ".join(ENGINES)}')
         self.engine = engine
-        self._make = {'piper': lambda: PiperEngine(piper_voice, threads, length_scale),
-                      'espeak-ng': lambda: EspeakEngine(espeak_voice, espeak_wpm)}
+        self.length_scale, self.espeak_wpm = length_scale, espeak_wpm
+        self._make = {'piper': lambda: PiperEngine(piper_voice, threads, self.length_scale),
+                      'espeak-ng': lambda: EspeakEngine(espeak_voice, self.espeak_wpm)}
         self._engines: Dict[str, object] = {}
         self._lock = threading.Lock()
+
+    def set_pace(self, length_scale: Optional[float] = None,
+                 espeak_wpm: Optional[int] = None) -> None:
+        """Change the speaking pace from the next synthesised sentence on (no model reload).
+
+        Up to two sentences already synthesised ahead still play at the old pace.
+        """
+        with self._lock:
+            if length_scale is not None:
+                self.length_scale = length_scale
+                piper = self._engines.get('piper')
+                if piper is not None:
+                    from piper.config import SynthesisConfig
+                    piper.syn = SynthesisConfig(length_scale=length_scale)
+            if espeak_wpm is not None:
+                self.espeak_wpm = espeak_wpm
+                espeak = self._engines.get('espeak-ng')
+                if espeak is not None:
+                    espeak.rate_wpm = espeak_wpm
 
     def pick(self, text: str) -> str:
         """Return the engine name for this text."""
