@@ -212,6 +212,19 @@ def test_bm25_persists_and_forgets(tmp_path):
     assert reopened.search(['없는말'], 3) == []
 
 
+def test_bm25_multiword_morpheme_survives_a_restart(tmp_path):
+    """Kiwi returns names as one morpheme of two words: a reopened index must still match."""
+    db = sqlite3.connect(str(tmp_path / 'b.sqlite3'))
+    index = BM25Index(db)
+    index.add([('a', ['알렉산더 헤이그', '회고록']), ('b', ['알렉산더', '대왕']),
+               ('c', ['회고', '헤이그'])])
+    db.commit()
+    fresh = index.search(['알렉산더 헤이그', '회고록'], 3)
+    reopened = BM25Index(sqlite3.connect(str(tmp_path / 'b.sqlite3')))
+    assert reopened.search(['알렉산더 헤이그', '회고록'], 3) == fresh
+    assert fresh[0][0] == 'a'
+
+
 def test_fuse_and_chunking_units():
     fused = fuse({'a': 10.0, 'b': 5.0}, {'b': 0.9, 'c': 0.8}, weight=0.5)
     assert fused['b'] > fused['a'] > fused['c'] == 0.0

@@ -41,8 +41,16 @@ class BM25Index:
             self._postings.setdefault(term, {})[row] = tf
             self._arrays.pop(term, None)
 
-    def add(self, items: Sequence[Tuple[str, List[str]]]) -> None:
+    @staticmethod
+    def _words(terms: Iterable[str]) -> List[str]:
+        # Kiwi may return one morpheme of several words (a name: '알렉산더 헤이그'). Rows are
+        # stored space-joined, so such a term came back split after a restart and no longer
+        # matched the query's: index and query its words instead, fresh or reopened alike.
+        return [word for term in terms for word in term.split()]
+
+    def add(self, items: Sequence[Tuple[str, Sequence[str]]]) -> None:
         """Index (chunk_id, terms) pairs (the caller commits)."""
+        items = [(cid, self._words(terms)) for cid, terms in items]
         self.remove([cid for cid, _ in items if cid in self._rows])
         self._db.executemany('INSERT INTO bm25 (chunk_id, terms) VALUES (?, ?)',
                              [(cid, ' '.join(t)) for cid, t in items])
@@ -79,7 +87,7 @@ class BM25Index:
 
     def search(self, terms: Sequence[str], k: int) -> List[Tuple[str, float]]:
         """Return the k best (chunk_id, score) for the query terms."""
-        n = len(self._rows)
+        n, terms = len(self._rows), self._words(terms)
         if not n or not terms:
             return []
         lengths = np.asarray(self._lengths, dtype=np.float32)
