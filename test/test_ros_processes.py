@@ -8,10 +8,12 @@ launch_testing module, runs here under `launch_test` instead (docs/robot.md).
 
 import importlib.util
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -68,31 +70,46 @@ def test_start_up_errors_exit_1_with_one_line(env, param, message):
         assert_no_abort(done.stderr)
 
 
+def wait_ready(proc, timeout=120.0):
+    """Return the node's output up to its ready line; fail plainly if it does not come."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put('')],
+                     daemon=True).start()
+    seen, deadline = [], time.monotonic() + timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if not line:
+            proc.kill()
+            pytest.fail(f'the node was not ready within {timeout:.0f} s (the CPU may be too '
+                        'busy for this test):\n' + ''.join(seen)[-3000:])
+        seen.append(line)
+        if 'chat node ready' in line:
+            return seen, lines
+
+
 def test_kill_and_restart_many_times_without_an_abort(env, packaged_gguf):
     for i in range(RESTARTS):
         proc = subprocess.Popen(node_cmd(f'model.path={packaged_gguf}', *FAST[1::2]), env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 120
-        seen = []
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            seen.append(line)
-            if 'chat node ready' in line:
-                break
-        else:
-            proc.kill()
-            pytest.fail('the node was not ready within 120 s: the CPU is too busy for this test')
+        seen, rest = wait_ready(proc)
+        time.sleep(0.5)
         # alternate the ways a node is stopped: Ctrl-C, ros2 launch's SIGINT, systemd's SIGTERM
         proc.send_signal(signal.SIGINT if i % 2 == 0 else signal.SIGTERM)
         try:
-            rest, _ = proc.communicate(timeout=60)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             pytest.fail(f'restart {i}: the node did not exit within 60 s of a signal')
-        output = ''.join(seen) + rest
-        assert proc.returncode == 0, output[-3000:]
+        time.sleep(0.2)  # let the reader thread drain the pipe
+        while not rest.empty():
+            seen.append(rest.get())
+        output = ''.join(seen)
+        # 0: stopped while spinning; 130: the signal beat the last step of start-up (the
+        # ready line is logged just before it): both are the runner's clean exits
+        assert proc.returncode in (0, 130), f'exit code {proc.returncode}: ' + output[-3000:]
         assert_no_abort(output)
 
 
