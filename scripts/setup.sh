@@ -25,7 +25,7 @@ for arg in "$@"; do
     --no-apt) apt=0 ;;
     --no-model) model=0 ;;
     --ros) ros=1 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "setup: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
