@@ -138,3 +138,15 @@ def test_corrupt_gguf_is_refused(tmp_path):
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert 'llama.cpp cannot load' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+def test_sigterm_stops_the_node_cleanly(node):
+    """SIGTERM (systemd, docker stop) closes the node as Ctrl-C does: exit 0, no traceback.
+
+    Last in this module: it stops the module's node.
+    """
+    peer, data, proc, log = node
+    assert ask(peer, 'Hello!')[0]  # alive and answering first
+    proc.terminate()
+    assert proc.wait(timeout=60) == 0
+    assert 'Traceback' not in log.read_text(errors='replace')

@@ -8,7 +8,9 @@ freed while their libraries can still clean up.
 import faulthandler
 import gc
 import logging
+import signal
 import sys
+import threading
 from typing import Callable, Optional
 
 from kidscare_llm.core.errors import KidscareError
@@ -37,6 +39,10 @@ def run_node(node_name: str, factory: Callable[[Transport], object],
         print(f'{node_name}: {exc}', file=sys.stderr)
         return 1
     transport.log.info(discovery_hint(kind))
+    if kind == 'dds' and threading.current_thread() is threading.main_thread():
+        # rclpy turns SIGTERM into a shutdown itself; plain DDS would just die, so SIGTERM
+        # (systemd, docker stop, a supervisor) stops the node as Ctrl-C does: closed cleanly
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     node = None
     try:
         node = factory(transport)
@@ -47,7 +53,7 @@ def run_node(node_name: str, factory: Callable[[Transport], object],
     except KidscareError as exc:
         print(f'{node_name}: {exc}', file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # Ctrl-C, or SIGINT from ros2 launch: a normal stop
+    except KeyboardInterrupt:  # Ctrl-C, SIGINT from ros2 launch (or SIGTERM on DDS): a stop
         if node is None:
             print(f'{node_name}: stopped during start-up', file=sys.stderr)
             return 130
