@@ -103,6 +103,9 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument('--threads', type=int, default=default_threads(),
                     help="llama.cpp threads (default: the package's rule)")
     ap.add_argument('--no-node', action='store_true')
+    ap.add_argument('--sequential', choices=('auto', 'on', 'off'), default='auto',
+                    help='speed sides one at a time (auto: when the GPU cannot hold the '
+                    'model three times, e.g. 12 GB for the 8B)')
     ap.add_argument('--deadline', type=float, default=time.time() + 3600)
     ap.add_argument('--out', type=Path)
     return ap.parse_args(argv)
@@ -130,9 +133,11 @@ def main(argv=None) -> int:
     if 'load' in wanted:
         section(fig, 'load', lambda: load(a.model, a))
     if 'speed' in wanted:
+        sequential = a.sequential == 'on' or (a.sequential == 'auto' and not a.cpu and (
+            kit.gpu_total_mb() or 1e12) * 2**20 < 3.5 * info['bytes'])
         section(fig, 'speed', lambda: speed.measure(
             a.model, docs, a.runs, a.pp_tokens, a.max_tokens, a.cpu, a.n_ctx, a.threads,
-            node, a.deadline))
+            node, a.deadline, sequential))
         if not node:
             fig['speed']['node'] = ('not measured: cyclonedds does not import here'
                                     if not a.no_node else 'not asked (--no-node)')

@@ -66,69 +66,112 @@ def engine_reply(engine, user: str, text: str) -> Dict[str, Any]:
             'text': reply.text}
 
 
-def measure(model: Path, docs, runs: int, pp_tokens: int, max_tokens: int, cpu: bool,
-            n_ctx: int, threads: int, node: bool, deadline: float) -> Dict[str, Any]:
-    """Run the sides interleaved, order alternating; return the figures, ratios to bare."""
-    from kidscare_llm.core import settings
-    from kidscare_llm.core.build import build_persona
+class Sides:
+    """The three sides on one model, each opened on first use and closed on demand."""
 
-    params = settings.load(settings.CHAT_NODE)
-    system = build_persona(params).system_prompt(params['persona.inline_informations'])
-    common = {'model.n_ctx': n_ctx, 'model.n_threads': threads, 'llm.max_tokens': max_tokens,
-              'safety.enabled': False}
-    kit.say(f'speed: loading the bare model and the engine ({model.name})')
-    bare = Bare(model, n_ctx, cpu, threads)
-    engine = kit.open_engine(model, common, cpu, None)
-    engine.warm()
+    def __init__(self, model: Path, cpu: bool, n_ctx: int, threads: int, max_tokens: int):
+        from kidscare_llm.core import settings
+        from kidscare_llm.core.build import build_persona
 
-    def tokenize(text):
-        return bare.llm.tokenize(text.encode('utf-8'), add_bos=False)
+        params = settings.load(settings.CHAT_NODE)
+        self.system = build_persona(params).system_prompt(params['persona.inline_informations'])
+        self.model, self.cpu, self.n_ctx, self.threads = model, cpu, n_ctx, threads
+        self.max_tokens = max_tokens
+        self.common = {'model.n_ctx': n_ctx, 'model.n_threads': threads,
+                       'llm.max_tokens': max_tokens, 'safety.enabled': False}
+        self.open: Dict[str, Any] = {}
+        self.notes: Dict[str, Any] = {}
 
-    def detokenize(ids):
-        return bare.llm.detokenize(ids).decode('utf-8', 'ignore')
-    texts = kit.long_texts(runs + 1, pp_tokens, tokenize, detokenize, docs)
-    bare.reply(system, '', 1)  # the persona prefix, as the node's warm start does
-    sides: Dict[str, List[Dict[str, Any]]] = {'bare': [], 'engine': [], 'node': []}
-    client = proc = None
-    notes: Dict[str, Any] = {}
-    if node:
-        proc, client, notes = start_node(model, cpu, dict(common))
-    try:
-        for i, text in enumerate(texts):
-            if time.time() > deadline and i > 1:
-                kit.say('speed: deadline near, fewer runs')
-                break
-            row: Dict[str, Dict[str, Any]] = {}
-            order = ['bare', 'engine', 'node'] if i % 2 else ['node', 'engine', 'bare']
-            for side in order:  # alternate the order: load drifts cancel in the ratios
-                if side == 'bare':
-                    row['bare'] = bare.reply(system, text, max_tokens)
-                elif side == 'engine':
-                    row['engine'] = engine_reply(engine, f'speed_{i}', text)
-                elif client is not None:
-                    answer = client.ask(text, user=f'speed_{i}')
-                    if answer.first_piece_s is None:
-                        raise RuntimeError(f'the node sent no stream ({answer.kind})')
-                    row['node'] = {'ttft_s': answer.first_piece_s, 'span_s': answer.stream_s,
-                                   'text': answer.text}
-            if 'node' in row:  # greedy: the bare side's text, so its token counts
-                row['node'].update(tokens=row['bare']['tokens'],
-                                   prompt_evaluated=row['engine']['prompt_evaluated'])
-            label = 'warm-up' if i == 0 else f'run {i}'
-            kit.say(f'speed {label}: ' + ' | '.join(
-                f'{k} ttft {row[k]["ttft_s"] * 1000:.0f} ms, {rate(row[k]):.1f} tok/s'
-                for k in ('bare', 'engine', 'node') if k in row))
-            if i:
-                for k, r in row.items():
-                    sides[k].append(r)
-    finally:
-        if proc is not None:
-            client.close()
+    def _get(self, side: str):
+        if side not in self.open:
+            kit.say(f'speed: opening the {side} side ({self.model.name})')
+            if side == 'bare':
+                bare = Bare(self.model, self.n_ctx, self.cpu, self.threads)
+                bare.reply(self.system, '', 1)  # the persona, as the node's warm start does
+                self.open[side] = bare
+            elif side == 'engine':
+                engine = kit.open_engine(self.model, self.common, self.cpu, None)
+                engine.warm()
+                self.open[side] = engine
+            else:
+                self.open[side], self.notes = start_node(self.model, self.cpu, self.common)
+        return self.open[side]
+
+    def run(self, side: str, i: int, text: str) -> Dict[str, Any]:
+        """One reply of a side to text, in session speed_i."""
+        handle = self._get(side)
+        if side == 'bare':
+            return handle.reply(self.system, text, self.max_tokens)
+        if side == 'engine':
+            return engine_reply(handle, f'speed_{i}', text)
+        answer = handle[1].ask(text, user=f'speed_{i}')
+        if answer.first_piece_s is None:
+            raise RuntimeError(f'the node sent no stream ({answer.kind})')
+        return {'ttft_s': answer.first_piece_s, 'span_s': answer.stream_s, 'text': answer.text}
+
+    def close(self, side: str) -> None:
+        """Release a side (its model, or its node process)."""
+        start, handle = time.time(), self.open.pop(side, None)
+        if side == 'bare' and handle is not None:
+            handle.llm.close()
+        elif side == 'engine' and handle is not None:
+            handle.close()
+        elif handle is not None:
             import harness
-            harness.stop(proc)
-        bare.llm.close()
-        engine.close()
-    return summary(sides, notes, pp_tokens, max_tokens)
+            handle[1].close()
+            harness.stop(handle[0])
+        if time.time() - start > 1:
+            kit.say(f'speed: closing the {side} side took {time.time() - start:.1f} s')
+
+
+def measure(model: Path, docs, runs: int, pp_tokens: int, max_tokens: int, cpu: bool,
+            n_ctx: int, threads: int, node: bool, deadline: float,
+            sequential: bool = False) -> Dict[str, Any]:
+    """Run the sides and return the figures, with each side's ratio to bare.
+
+    Interleaved, the order alternating per run; sequential: one side at a time, for a GPU
+    that cannot hold the model three times.
+    """
+    import llama_cpp
+
+    vocab = llama_cpp.Llama(model_path=str(model), vocab_only=True, verbose=False)
+    texts = kit.long_texts(
+        runs + 1, pp_tokens, lambda t: vocab.tokenize(t.encode('utf-8'), add_bos=False),
+        lambda ids: vocab.detokenize(ids).decode('utf-8', 'ignore'), docs)
+    names = ['bare', 'engine'] + (['node'] if node else [])
+    sides = Sides(model, cpu, n_ctx, threads, max_tokens)
+    rows: List[Dict[str, Dict[str, Any]]] = [{} for _ in texts]
+    plan = [(side, i) for side in names for i in range(len(texts))] if sequential else \
+        [(side, i) for i in range(len(texts))
+         for side in (names if i % 2 else names[::-1])]  # alternate: load drifts cancel
+    try:
+        for side, i in plan:
+            if time.time() > deadline and i > 1:
+                continue
+            row = rows[i]
+            row[side] = sides.run(side, i, texts[i])
+            if 'node' in row and 'bare' in row and 'engine' in row:  # greedy: bare's text,
+                row['node'].update(tokens=row['bare']['tokens'],  # so its token count
+                                   prompt_evaluated=row['engine']['prompt_evaluated'])
+            if sequential and i == len(texts) - 1:
+                sides.close(side)
+            if sequential or len(row) == len(names):
+                shown = {side: row[side]} if sequential else row
+                kit.say(f'speed {"warm-up" if i == 0 else f"run {i}"}: ' + ' | '.join(
+                    f'{k} ttft {r["ttft_s"] * 1000:.0f} ms, {rate(r):.1f} tok/s'
+                    for k, r in shown.items()))
+    finally:
+        for side in list(sides.open):
+            sides.close(side)
+    done: Dict[str, List[Dict[str, Any]]] = {k: [] for k in ('bare', 'engine', 'node')}
+    for row in rows[1:]:
+        if len(row) < len(names):
+            continue  # cut by the deadline
+        for k, r in row.items():
+            done[k].append(r)
+    out = summary(done, sides.notes, pp_tokens, max_tokens)
+    out['order'] = 'sequential' if sequential else 'interleaved'
+    return out
 
 
 def rate(r: Dict[str, Any]) -> float:
@@ -137,7 +180,7 @@ def rate(r: Dict[str, Any]) -> float:
 
 
 def start_node(model: Path, cpu: bool, common: Dict[str, Any]):
-    """Start the chat node over DDS on loopback and a client; (proc, client, notes)."""
+    """Start the chat node over DDS on loopback and a client; ((proc, client), notes)."""
     import harness
 
     kit.say('speed: starting the chat node over DDS')
@@ -147,7 +190,7 @@ def start_node(model: Path, cpu: bool, common: Dict[str, Any]):
                               timeout=600)
     client = harness.NodeClient(env)
     client.wait(120, stream=True)
-    return proc, client, {'node_log': str(proc.log)}
+    return (proc, client), {'node_log': str(proc.log)}
 
 
 def summary(sides, notes, pp_tokens: int, max_tokens: int) -> Dict[str, Any]:
