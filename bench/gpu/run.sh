@@ -120,6 +120,7 @@ say "writing the $name-shaped model and its narrow twin in the background (rando
 models_pid=$!
 
 # 3. llama-cpp-python: built from the pack's sdist once per flavour, then reused.
+exists() { local f; for f in "$@"; do [ -e "$f" ] && return 0; done; return 1; }
 cuda_args() {
   local arch=${CUDA_ARCH:-} nvcc cuda inc lib driver
   [ -n "$arch" ] || arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null \
@@ -133,9 +134,9 @@ cuda_args() {
   [ $fast = 1 ] && args="$args -DGGML_CUDA_FA=OFF"
   export LD_LIBRARY_PATH="$cuda/lib64:$cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   inc=''; lib=''
-  if ! ls "$cuda"/include/cublas_v2.h "$cuda"/targets/*/include/cublas_v2.h >/dev/null 2>&1; then
-    for d in ${CUBLAS_ROOT:-} $("$py" -c 'import nvidia; print(*nvidia.__path__)' 2>/dev/null \
-        | xargs -n1 -I{} sh -c 'ls -d {}/*/ 2>/dev/null'); do
+  if ! exists "$cuda"/include/cublas_v2.h "$cuda"/targets/*/include/cublas_v2.h; then
+    for d in ${CUBLAS_ROOT:-} $("$py" -c 'import nvidia; print(chr(10).join(nvidia.__path__))' 2>/dev/null \
+        | xargs -I{} sh -c 'ls -d {}/*/ 2>/dev/null'); do
       if [ -f "$d/include/cublas_v2.h" ] && ls "$d"/lib/libcublas.so* >/dev/null 2>&1; then
         inc=$d/include; lib=$d/lib; break
       fi
@@ -147,8 +148,8 @@ cuda_args() {
     args="$args -DCMAKE_CUDA_FLAGS=-I$inc -DCMAKE_CXX_FLAGS=-I$inc"
     export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   fi
-  if ! ls "$cuda"/lib64/stubs/libcuda.so "$cuda"/lib64/libcuda.so \
-      "$cuda"/targets/*/lib/stubs/libcuda.so >/dev/null 2>&1; then
+  if ! exists "$cuda"/lib64/stubs/libcuda.so "$cuda"/lib64/libcuda.so \
+      "$cuda"/targets/*/lib/stubs/libcuda.so; then
     driver=$(ldconfig -p 2>/dev/null | awk '/libcuda\.so\.1 / {print $NF; exit}')
     for d in /usr/local/nvidia/lib64 /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib/wsl/lib; do
       [ -n "$driver" ] || { [ -f "$d/libcuda.so.1" ] && driver=$d/libcuda.so.1; }
@@ -184,7 +185,7 @@ build_llama() {
     pid=$!
     while kill -0 $pid 2>/dev/null; do
       sleep 20
-      step=$(grep -ao '^\[[0-9]*/[0-9]*\]' "$work/build.log" | tail -1)
+      step=$(grep -ao '^ *\[[0-9]*/[0-9]*\]' "$work/build.log" | tail -1 | tr -d ' ')
       kill -0 $pid 2>/dev/null && say "building: ${step:-configuring} ($(wc -l < "$work/build.log") log lines)"
     done
     if ! wait $pid; then
