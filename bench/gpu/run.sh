@@ -22,7 +22,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 export GPU_KIT_START=${GPU_KIT_START:-$(date +%s.%N)}
-cpu=0; small=0; build=1; budget=''; sections=''; clean=0; fast=0
+cpu=0; small=0; build=1; budget=''; sections=''; clean=0; fast=0; flavor=installed; json=''
 while [ $# -gt 0 ]; do
   case $1 in
     --cpu) cpu=1 ;;
@@ -39,7 +39,20 @@ while [ $# -gt 0 ]; do
 done
 since() { awk -v a="$(date +%s.%N)" -v b="$1" 'BEGIN {printf "%.1f", a - b}'; }
 say() { printf '[gpu-kit +%6ss %s] %s\n' "$(since "$GPU_KIT_START")" "$(date +%H:%M:%S)" "$*"; }
-fail() { say "FAILED: $*"; echo "{\"error\": \"$(echo "$*" | tr '"\n' "' ")\"}"; exit 1; }
+save_out() {  # what comes back from the device machine: logs and figures, into $OUT
+  [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ] || return 0
+  local f
+  for f in figures.log models.log; do [ -f "$work/$f" ] && cp "$work/$f" "$OUT/gpu-kit-$f"; done
+  [ -f "$work/build.log" ] && tail -c 2000000 "$work/build.log" > "$OUT/gpu-kit-build.log"
+  [ -n "${json:-}" ] && [ -f "$json" ] && cp "$json" "$OUT/gpu-kit.json"
+  return 0
+}
+fail() {
+  say "FAILED: $*"
+  save_out
+  echo "{\"error\": \"$(echo "$*" | tr '"\n' "' ")\"}"
+  exit 1
+}
 [ -n "$budget" ] || budget=$([ $cpu = 1 ] && echo 1800 || echo 540)
 deadline=$(awk -v a="$GPU_KIT_START" -v b="$budget" 'BEGIN {printf "%.0f", a + b}')
 pack=$here/pack
@@ -76,8 +89,7 @@ pyver=$("$py" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1
 site=$work/site-$pyver
 wheels=()
 for m in "${from_pack[@]}"; do
-  name=$m; [ "$m" = scikit_build_core ] && name=scikit_build_core
-  w=$(ls "$pack"/wheels/"$name"-*.whl 2>/dev/null | head -1)
+  w=$(ls "$pack"/wheels/"$m"-*.whl 2>/dev/null | head -1)
   case $w in *-cp3*-cp3*) case $w in *-"$pyver"-*) ;; *) w='' ;; esac ;; esac
   if [ -n "$w" ]; then wheels+=("$w"); else say "no wheel for $m in the pack for $pyver"; fi
 done
@@ -229,11 +241,7 @@ PYTHONUNBUFFERED=1 "$py" bench/gpu/figures.py --model "$work/models/$name.gguf" 
   "${knowledge[@]}" "${extra[@]}" ${KIT_FIGURES_ARGS:-} --deadline $((deadline - 45)) --out "$json" \
   2>&1 | tee "$work/figures.log" | grep --line-buffered -v '^{'
 status=${PIPESTATUS[0]}
-if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
-  cp "$work/figures.log" "$OUT/gpu-kit-figures.log" 2>/dev/null
-  cp "$json" "$OUT/gpu-kit.json" 2>/dev/null
-  [ -f "$work/build.log" ] && tail -c 2000000 "$work/build.log" > "$OUT/gpu-kit-build.log"
-fi
+save_out
 if [ $clean = 1 ]; then rm -rf "$work/models" "$work/src"; fi
 [ $status = 0 ] && [ -f "$json" ] || fail "figures.py failed (see $work/figures.log)"
 say "done; figures in $json"
