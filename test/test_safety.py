@@ -959,12 +959,12 @@ def test_classifier_features_are_normalised_and_stable():
     assert len(features('', '', 16)[0]) == 0
 
 
-@pytest.mark.xfail(strict=True, reason='known false alarm of the classifier (README)')
+@pytest.mark.xfail(strict=True, reason='known false alarm of the classifier (docs/safety.md)')
 def test_known_classifier_false_alarm(checker):
     """The lexicon passes it; the classifier reads "all by myself" as self-harm (0.93).
 
     A line of the held-out everyday set. Strict: when a change fixes it, this test fails so
-    that the README list gets updated.
+    that the docs/safety.md list gets updated.
     """
     verdict = checker.check_input('I can zip my jacket all by myself now')
     assert not verdict.flagged, verdict
