@@ -90,7 +90,9 @@ site=$work/site-$pyver
 wheels=()
 for m in "${from_pack[@]}"; do
   w=$(ls "$pack"/wheels/"$m"-*.whl 2>/dev/null | head -1)
-  case $w in *-cp3*-cp3*) case $w in *-"$pyver"-*) ;; *) w='' ;; esac ;; esac
+  case $w in *-cp3*-cp3*)  # a binary wheel: this CPython, x86-64 only
+    case $w in *-"$pyver"-*x86_64*) [ "$(uname -m)" = x86_64 ] || w='' ;; *) w='' ;; esac ;;
+  esac
   if [ -n "$w" ]; then wheels+=("$w"); else say "no wheel for $m in the pack for $pyver"; fi
 done
 if [ ${#wheels[@]} -gt 0 ]; then
