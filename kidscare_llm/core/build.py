@@ -20,6 +20,8 @@ from kidscare_llm.core.llm.base import Backend, Sampling
 
 log = logging.getLogger(__name__)
 Params = Mapping[str, Any]
+# A model this large on the CPU is slow enough for a child to notice: the log says so.
+CPU_MODEL_WARN_BYTES = 2 * 10**9
 
 
 # ----------------------------------------------------------------------------- chat
@@ -51,6 +53,11 @@ def build_backend(params: Params, data_dir: Optional[Path] = None) -> Backend:
     model = LlamaCppBackend(choice.path, params['model.n_ctx'], params['model.n_threads'],
                             params['model.n_gpu_layers'], params['memory.snapshot_mb'], spill)
     log.info('model: %s (%s) from %s', model.describe(), choice.reason, choice.path)
+    if not model.n_gpu_layers and choice.path.stat().st_size > CPU_MODEL_WARN_BYTES:
+        log.warning('a %.1f GB model runs on the CPU: expect tens of seconds to minutes per '
+                    'reply (docs/performance.md); build llama.cpp for the GPU '
+                    '(scripts/setup.sh --cuda), or at least set rag.context_tokens to 200',
+                    choice.path.stat().st_size / 1e9)
     return model
 
 

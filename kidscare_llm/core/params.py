@@ -129,9 +129,10 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('rag.min_bm25', 6.0,
               'Relevance floor on the best BM25 score (see rag.min_dense).',
               live=True),
-        Param('memory.snapshot_mb', 256,
+        Param('memory.snapshot_mb', 1024,
               'RAM for per-session KV snapshots (llama.cpp): a session that speaks again '
-              'resumes without re-reading its history; least recently used evicted; 0: off.',
+              'resumes without re-reading its history; least recently used evicted; 0: off. '
+              'Used only by snapshots kept: the 8B takes 125 MB per 1k tokens.',
               low=0),
         Param('memory.snapshots_on_disk', False,
               'Spill evicted KV snapshots to the data dir (kv/) instead of dropping them; they '

@@ -71,7 +71,7 @@ class LlamaCppBackend(Backend):
     keeps_kv = True
 
     def __init__(self, model_path: Path, n_ctx: int = 4096, n_threads: int = 0,
-                 n_gpu_layers: int = -1, snapshot_mb: int = 256,
+                 n_gpu_layers: int = -1, snapshot_mb: int = 1024,
                  snapshot_dir: Optional[Path] = None):
         import llama_cpp
 
