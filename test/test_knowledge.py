@@ -13,7 +13,7 @@ from conftest import BIN, free_port, wait_for_port
 from kidscare_llm.core import settings
 from kidscare_llm.core.build import build_engine, build_knowledge_base
 from kidscare_llm.core.params import PARAMS
-from kidscare_llm.core.rag.bm25 import BM25Index
+from kidscare_llm.core.rag.bm25 import BM25Index, Fts5Index
 from kidscare_llm.core.rag.context import CONTEXT_HEADER, with_context
 from kidscare_llm.core.rag.documents import chunk_sentences, Passage
 from kidscare_llm.core.rag.fusion import fuse
@@ -199,17 +199,22 @@ def test_chroma_server(docs, params, tmp_path):
         log.close()
 
 
-def test_bm25_persists_and_forgets(tmp_path):
+@pytest.mark.parametrize('kind', [BM25Index, Fts5Index])
+def test_bm25_persists_and_forgets(tmp_path, kind):
     db = sqlite3.connect(str(tmp_path / 'b.sqlite3'))
-    index = BM25Index(db)
+    index = kind(db)
     index.add([('a', ['공룡', '티라노']), ('b', ['행성', '목성']), ('c', ['공룡', '뿔'])])
     db.commit()
     assert [c for c, _ in index.search(['공룡', '뿔'], 3)] == ['c', 'a']
     index.remove(['c'])
+    index.add([('b', ['행성', '토성'])])  # re-indexing a chunk replaces it
     db.commit()
-    reopened = BM25Index(sqlite3.connect(str(tmp_path / 'b.sqlite3')))
+    reopened = kind(sqlite3.connect(str(tmp_path / 'b.sqlite3')))
+    assert len(reopened) == 2
     assert [c for c, _ in reopened.search(['공룡', '뿔'], 3)] == ['a']
-    assert reopened.search(['없는말'], 3) == []
+    assert [c for c, _ in reopened.search(['토성'], 3)] == ['b']
+    assert reopened.search(['없는말'], 3) == [] and reopened.search(['목성'], 3) == []
+    assert reopened.search(['"', 'OR', 'NEAR(', '*'], 3) == []  # never FTS5 syntax
 
 
 def test_bm25_multiword_morpheme_survives_a_restart(tmp_path):
