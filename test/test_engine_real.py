@@ -115,3 +115,21 @@ def test_history_survives_a_new_process(data_dir, real_backend):
     engine.reply('lion', 'What is my dog called?')
     assert spy.prompts[0][1] == {'role': 'user', 'content': 'My dog is called Choco.'}
     assert spy.prompts[0][2]['role'] == 'assistant'
+
+
+def test_live_parameters_change_the_next_reply_all_or_nothing(engine_and_spy):
+    """apply_live (ros2 param set under rclpy): validated first, then the next reply uses it."""
+    from kidscare_llm.core.build import apply_live
+    from kidscare_llm.core.errors import ConfigError
+
+    engine, spy = engine_and_spy
+    apply_live(engine, {'llm.max_tokens': 3, 'rag.top_k': 5})
+    assert engine.options.sampling.max_tokens == 3 and engine.options.top_k == 5
+    assert engine.budget == engine.backend.n_ctx - 3
+    reply = engine.reply('lion', 'Tell me a long story about a brave dog.')
+    assert reply.pieces <= 3
+    before = engine.options
+    with pytest.raises(ConfigError, match='persona takes'):  # no room left for the persona
+        apply_live(engine, {'llm.max_tokens': engine.backend.n_ctx - 10,
+                            'llm.temperature': 1.5})
+    assert engine.options is before  # nothing of the refused set was applied
