@@ -34,6 +34,7 @@ class Param:
 CHAT_NODE = 'chat_node'
 STT_NODE = 'stt_node'
 TTS_NODE = 'tts_node'
+CONSOLE_NODE = 'console_node'
 
 PARAMS: Dict[str, Tuple[Param, ...]] = {
     CHAT_NODE: (
@@ -166,6 +167,18 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('safety.check_output', True,
               'Check every sentence the model writes before it is published or spoken; an '
               'unsafe one is replaced by a safe line and generation stops.'),
+        Param('rules.quiet_hours', '',
+              'Quiet hours for every child, HH:MM-HH:MM (e.g. 21:00-07:00): the robot answers '
+              'with a kind line and generates nothing; empty: none. The caregiver console sets '
+              'them per child (caregiver/rules.json under the data dir), over this default.'),
+        Param('rules.daily_limit_min', 0,
+              'Minutes of talk per child per day; past them the robot says a kind goodbye '
+              'instead of answering; 0: no limit. The console sets it per child.',
+              low=0, high=1440),
+        Param('retention.days', 90,
+              'Conversations older than this many days are deleted (at start-up, then daily); '
+              '0: kept forever.',
+              low=0, high=36500),
     ),
     STT_NODE: (
         Param('data_dir', '',
@@ -249,5 +262,34 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('tts.realtime', True,
               'Without a sound card, take as long as the audio lasts (so /robot_speaking and '
               '~/stop behave as on a robot); false: write WAV files as fast as possible.'),
+    ),
+    CONSOLE_NODE: (
+        Param('data_dir', '',
+              "Where the chat node's files are read (sessions, alerts) and the console keeps "
+              'its own (console/: password hash, audit log, acknowledgements, uploads); empty: '
+              'as chat_node.'),
+        Param('console.bind', '127.0.0.1',
+              'Address the caregiver web page listens on; anything but loopback needs a '
+              'password set first (kidscare-llm console --set-password).'),
+        Param('console.port', 8088,
+              'TCP port of the caregiver web page.',
+              low=1, high=65535),
+        Param('console.lang', 'ko',
+              'Language of the page (every page also has a switch).',
+              choices=('ko', 'en')),
+        Param('console.session_hours', 12.0,
+              'A login lasts this long (the cookie is HttpOnly, SameSite=Strict).',
+              low=0.05, high=720.0),
+        Param('console.login_attempts', 5,
+              'Failed logins allowed per address in 5 minutes before it must wait.',
+              low=1, high=1000),
+        Param('console.upload_mb', 20,
+              'Largest knowledge document accepted by an upload, in MB.',
+              low=1, high=1024),
+        Param('console.chat_node', 'chat_node',
+              'Name of the chat node the console asks to act (caregiver_command topic).'),
+        Param('console.command_timeout_s', 30.0,
+              'Seconds to wait for the chat node to answer a caregiver command.',
+              low=0.5, high=3600.0),
     ),
 }

@@ -4,6 +4,9 @@ Topics: sub user_utterance, ~/session (user id); pub robot_reply, robot_reply_pa
 robot_reply_stream (the text as it is generated, batched every chat.stream_interval_ms),
 robot_reply_sources (JSON citations of the passages used, sent just before robot_reply),
 caregiver_alert (JSON: time, user, session, category, utterance; crisis, abuse, personal info).
+Caregiver commands (JSON requests on caregiver_command, answers on caregiver_command_result:
+core/caregiver/commands.py) run on their own thread between replies; the caregiver's rules
+(quiet hours, daily limit) are applied before each reply, and the retention daily.
 Services (std_srvs/Trigger): ~/reset_session, ~/cancel, ~/reindex, ~/describe (JSON: model,
 backend, user, session).
 Generation runs on a worker thread; utterances that arrive meanwhile wait in a bounded queue,
@@ -20,6 +23,7 @@ import time
 from typing import Callable, Optional
 
 from kidscare_llm.core.build import apply_live, build_engine
+from kidscare_llm.core.caregiver.commands import CaregiverDesk, COMMAND_TOPIC, RESULT_TOPIC
 from kidscare_llm.core.chat.chunker import PieceBatcher
 from kidscare_llm.core.chat.inputs import clean_user
 from kidscare_llm.core.errors import EmptyUtterance, InputError
@@ -31,6 +35,7 @@ log = logging.getLogger('kidscare_llm.chat_node')
 
 BUSY_SPOKEN_EVERY_S = 5.0  # a flood of utterances must not become a flood of speech
 BUSY_LOG_EVERY_S = 2.0
+MAINTAIN_EVERY_S = 3600.0  # how often the caregiver thread checks whether retention is due
 
 
 class ChatNode:
@@ -56,6 +61,12 @@ class ChatNode:
         if params['chat.stream_tokens']:
             self.publish_stream = transport.publisher('robot_reply_stream', MSG_STRING)
         self.stream_interval_s = params['chat.stream_interval_ms'] / 1000.0
+        self.desk = CaregiverDesk(self.engine, params['rules.quiet_hours'],
+                                  params['rules.daily_limit_min'], params['retention.days'])
+        self._engine_lock = threading.Lock()  # a command waits for the reply in progress
+        self._commands: queue.Queue = queue.Queue()
+        self.publish_result = transport.publisher(RESULT_TOPIC, MSG_STRING, DEEP)
+        transport.subscribe(COMMAND_TOPIC, MSG_STRING, self._commands.put, KEEP_ALL)
         transport.subscribe('user_utterance', MSG_STRING, self.on_utterance, KEEP_ALL)
         transport.subscribe('~/session', MSG_STRING, self.on_session)
         transport.serve_trigger('~/reset_session', self.on_reset)
@@ -70,6 +81,9 @@ class ChatNode:
         self._busy_thread.start()
         self._worker = threading.Thread(target=self._work, name='chat-worker', daemon=True)
         self._worker.start()
+        self._desk_thread = threading.Thread(target=self._serve_caregiver, name='chat-caregiver',
+                                             daemon=True)
+        self._desk_thread.start()
         log.info('chat node ready: %s; user %s in session %s', self.engine.describe(), self.user,
                  self.engine.session(self.user))
 
@@ -157,6 +171,28 @@ class ChatNode:
                                  'user': self.user, 'session': self.engine.session(self.user)},
                                 ensure_ascii=False)
 
+    def _serve_caregiver(self) -> None:
+        """Answer caregiver commands one at a time, between replies; apply retention daily."""
+        text = ''  # the retention at start-up
+        while True:
+            if text is None:
+                return
+            try:
+                with self._engine_lock:
+                    if text:
+                        answer = self.desk.handle(text, progress=self._publish_result)
+                        self._publish_result(answer)
+                    self.desk.maintain()
+            except Exception as exc:  # never let one command stop the caregiver thread
+                log.exception('caregiver command failed: %s', exc)
+            try:
+                text = self._commands.get(timeout=MAINTAIN_EVERY_S)
+            except queue.Empty:
+                text = ''
+
+    def _publish_result(self, answer: dict) -> None:
+        self.publish_result(json.dumps(answer, ensure_ascii=False))
+
     def _work(self) -> None:
         if self.warm_start:  # on this thread: the one that generates (see ChatEngine.warm)
             log.info('persona prefix evaluated: %d tokens', self.engine.warm())
@@ -171,8 +207,9 @@ class ChatNode:
             stream = PieceBatcher(self.publish_stream, self.stream_interval_s) \
                 if self.publish_stream else None
             try:
-                reply = self.engine.reply(user, text, on_piece=stream and stream.add,
-                                          on_sentence=self.publish_partial, cancel=self.cancel)
+                with self._engine_lock:
+                    reply = self.desk.reply(user, text, on_piece=stream and stream.add,
+                                            on_sentence=self.publish_partial, cancel=self.cancel)
                 if stream:
                     stream.flush()
                 self.publish_sources(json.dumps(reply.sources, ensure_ascii=False))
@@ -192,7 +229,9 @@ class ChatNode:
             self._busy.notify()
         self.cancel.set()
         self._queue.put(None)
+        self._commands.put(None)
         self._worker.join(timeout=5.0)
+        self._desk_thread.join(timeout=5.0)
         self.engine.close()
 
 

@@ -1,11 +1,13 @@
 """Caregiver alerts: one JSON line per event in the data dir, and a hook the node publishes on."""
 
+import hashlib
 import json
 import logging
 import os
 from pathlib import Path
+import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Dict, List, Optional
 
 log = logging.getLogger(__name__)
 
@@ -37,3 +39,94 @@ class AlertLog:
             except Exception as exc:  # the child still gets the safe answer
                 log.error('caregiver alert not delivered: %s', exc)
         return alert
+
+
+def alert_id(alert: dict) -> str:
+    """Name an alert by its content (alerts.jsonl has no ids; the same line, the same id)."""
+    fields = [str(alert.get(k, '')) for k in ('time', 'user', 'session', 'category', 'utterance')]
+    return hashlib.sha256('\x1f'.join(fields).encode('utf-8')).hexdigest()[:16]
+
+
+def read_alerts(path: Path) -> List[dict]:
+    """Return the alerts of an alerts.jsonl file, oldest first, each with its 'id'.
+
+    A line that is not JSON (a crash mid-write) is skipped.
+    """
+    return [dict(alert, id=alert_id(alert)) for alert in _records(path)]
+
+
+def remove_alerts(path: Path, keep: Callable[[dict], bool]) -> int:
+    """Rewrite a JSONL file with only the records keep() accepts; return how many went.
+
+    Written to a temporary file, fsynced and renamed, so a crash leaves the old or the new file.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding='utf-8').splitlines()
+    except FileNotFoundError:
+        return 0
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and not keep(record):
+            continue
+        kept.append(line)
+    removed = len(lines) - len(kept)
+    if removed:
+        tmp = path.with_suffix(path.suffix + '.tmp')
+        with open(tmp, 'w', encoding='utf-8') as out:
+            out.write(''.join(line + '\n' for line in kept))
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)
+    return removed
+
+
+class AckLog:
+    """Acknowledgements of alerts (who, when, a note) as JSON lines: they survive restarts."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def acknowledge(self, alert: dict, by: str, note: str = '') -> dict:
+        """Record that an adult saw an alert (the latest record of an alert wins)."""
+        ack = {'id': alert['id'], 'user': alert.get('user', ''), 'by': by, 'note': note,
+               'time': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, 'a', encoding='utf-8') as out:
+                out.write(json.dumps(ack, ensure_ascii=False) + '\n')
+                out.flush()
+                os.fsync(out.fileno())
+        return ack
+
+    def all(self) -> Dict[str, dict]:
+        """Return {alert id: its latest acknowledgement}."""
+        with self._lock:
+            return {a['id']: a for a in _records(self.path) if 'id' in a}
+
+    def forget_user(self, user: str) -> int:
+        """Drop the acknowledgements (and notes) about one child; return how many."""
+        with self._lock:
+            return remove_alerts(self.path, lambda a: a.get('user') != user)
+
+
+def _records(path: Path) -> List[dict]:
+    """Return the JSON objects of a JSONL file; lines that are not one are skipped."""
+    out = []
+    try:
+        lines = Path(path).read_text(encoding='utf-8').splitlines()
+    except FileNotFoundError:
+        return out
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out

@@ -10,7 +10,7 @@ from pathlib import Path
 import sqlite3
 import threading
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from kidscare_llm.core.errors import ConfigError
 
@@ -33,6 +33,11 @@ CREATE TABLE IF NOT EXISTS messages (
     interrupted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_session ON messages(session_id, id);
+CREATE TABLE IF NOT EXISTS reply_notes (
+    message_id INTEGER PRIMARY KEY REFERENCES messages(id),
+    kind TEXT NOT NULL,
+    sources TEXT NOT NULL DEFAULT '[]'
+);
 '''
 
 
@@ -49,8 +54,17 @@ class StoredMessage:
 class SessionStore:
     """Sessions and their messages in one SQLite file; safe to share between threads."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, read_only: bool = False):
         self.path = Path(path)
+        self._lock = threading.Lock()
+        if read_only:  # the caregiver console: it reads what the chat node writes
+            try:
+                self._db = sqlite3.connect(f'file:{self.path}?mode=ro', uri=True,
+                                           check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise ConfigError(f'cannot read the session database {self.path}: {exc}; is '
+                                  "this the chat node's data dir?") from None
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), check_same_thread=False,
@@ -166,3 +180,83 @@ class SessionStore:
         """Run SQLite's integrity check (after a crash, say)."""
         with self._lock:
             return self._db.execute('PRAGMA integrity_check').fetchone()[0] == 'ok'
+
+    def users(self) -> List[str]:
+        """List every user id with a session, alphabetically."""
+        with self._lock:
+            rows = self._db.execute('SELECT DISTINCT user FROM sessions ORDER BY user')
+            return [r[0] for r in rows.fetchall()]
+
+    def session_rows(self, user: str) -> List[Tuple[str, float, int]]:
+        """Return (session id, created, message count) of a user's sessions, newest first."""
+        with self._lock:
+            return self._db.execute(
+                'SELECT s.id, s.created, COUNT(m.id) FROM sessions s LEFT JOIN messages m ON '
+                'm.session_id = s.id WHERE s.user = ? GROUP BY s.id ORDER BY s.seq DESC',
+                (user,)).fetchall()
+
+    def transcript(self, session_id: str) -> List[tuple]:
+        """Return every message of a session.
+
+        Each is (id, role, content, created, interrupted, kind, sources JSON): kind and sources
+        are what note_reply() recorded for a reply ('' and '[]' when nothing was).
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT m.id, m.role, m.content, m.created, m.interrupted, COALESCE(n.kind, ''), "
+                "COALESCE(n.sources, '[]') FROM messages m LEFT JOIN reply_notes n ON "
+                'n.message_id = m.id WHERE m.session_id = ? ORDER BY m.id', (session_id,))
+            return [(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows.fetchall()]
+
+    def note_reply(self, session_id: str, kind: str, sources: str) -> None:
+        """Record the kind (answer, safety, rules ...) and sources (JSON) of the last reply."""
+        with self._lock:
+            row = self._db.execute('SELECT MAX(id) FROM messages WHERE session_id = ? AND '
+                                   "role = 'assistant'", (session_id,)).fetchone()
+            if row and row[0] is not None:
+                self._db.execute('INSERT OR REPLACE INTO reply_notes (message_id, kind, sources) '
+                                 'VALUES (?, ?, ?)', (row[0], kind, sources))
+
+    def message_times(self, user: str, since: float = 0.0) -> List[float]:
+        """Return when each of a user's messages was written (unix time), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                'SELECT m.created FROM messages m JOIN sessions s ON s.id = m.session_id '
+                'WHERE s.user = ? AND m.created >= ? ORDER BY m.created', (user, since))
+            return [r[0] for r in rows.fetchall()]
+
+    def delete_user(self, user: str) -> Tuple[List[str], int]:
+        """Delete every session and message of a user; return (session ids, messages deleted)."""
+        with self._lock:
+            ids = [r[0] for r in self._db.execute('SELECT id FROM sessions WHERE user = ?',
+                                                  (user,)).fetchall()]
+            self._db.execute('BEGIN IMMEDIATE')
+            self._db.execute(
+                'DELETE FROM reply_notes WHERE message_id IN (SELECT m.id FROM messages m JOIN '
+                'sessions s ON s.id = m.session_id WHERE s.user = ?)', (user,))
+            deleted = self._db.execute(
+                'DELETE FROM messages WHERE session_id IN (SELECT id FROM sessions WHERE '
+                'user = ?)', (user,)).rowcount
+            self._db.execute('DELETE FROM sessions WHERE user = ?', (user,))
+            self._db.execute('COMMIT')
+        return ids, deleted
+
+    def delete_before(self, cutoff: float) -> Tuple[int, List[str]]:
+        """Delete messages written before cutoff; return (count, ids of sessions touched).
+
+        A session left empty is deleted too unless it is its user's current one.
+        """
+        with self._lock:
+            touched = [r[0] for r in self._db.execute(
+                'SELECT DISTINCT session_id FROM messages WHERE created < ?', (cutoff,))]
+            self._db.execute('BEGIN IMMEDIATE')
+            self._db.execute('DELETE FROM reply_notes WHERE message_id IN (SELECT id FROM '
+                             'messages WHERE created < ?)', (cutoff,))
+            deleted = self._db.execute('DELETE FROM messages WHERE created < ?',
+                                       (cutoff,)).rowcount
+            self._db.execute(
+                'DELETE FROM sessions WHERE created < ? AND id NOT IN (SELECT DISTINCT '
+                'session_id FROM messages) AND seq < (SELECT MAX(seq) FROM sessions s2 WHERE '
+                's2.user = sessions.user)', (cutoff,))
+            self._db.execute('COMMIT')
+        return deleted, touched
