@@ -1,0 +1,1 @@
+"""Child memory: what each child tells the robot, kept per child, recalled into prompts."""
