@@ -19,6 +19,7 @@ setup(
         (f'share/{PACKAGE}/config/safety', glob('config/safety/*.yaml')),
         (f'share/{PACKAGE}/data/safety/train', glob('data/safety/train/*.jsonl')),
     ],
+    package_data={'kidscare_llm.console': ['templates/*.html', 'static/*']},
     install_requires=['setuptools'],
     zip_safe=True,
     maintainer='kidscare_llm developers',
@@ -32,6 +33,7 @@ setup(
             'chat_node = kidscare_llm.nodes.chat_node:main',
             'stt_node = kidscare_llm.nodes.stt_node:main',
             'tts_node = kidscare_llm.nodes.tts_node:main',
+            'console_node = kidscare_llm.nodes.console_node:main',
         ],
     },
 )

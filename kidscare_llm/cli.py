@@ -9,6 +9,7 @@ Commands:
   kidscare-llm params --yaml         print every parameter with its default
   kidscare-llm download-model        fetch the Korean 8B GGUF once (the node never goes online)
   kidscare-llm doctor                check this shell: ROS 2, discovery, Pythons, llama.cpp, model
+  kidscare-llm console               the caregiver web page (http://127.0.0.1:8088)
 """
 
 import argparse
@@ -89,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument('--discovery-range', default='LOCALHOST', metavar='RANGE',
                         help="the launch's discovery_range to compare this shell with "
                              '(LOCALHOST, as chat.launch.py)')
+
+    console = sub.add_parser('console', help='the caregiver web page (alerts, children, '
+                             'rules, data) on http://127.0.0.1:8088')
+    from kidscare_llm.console.command import add_arguments
+    add_arguments(console)
 
     params = sub.add_parser('params', help='print the parameters and their defaults')
     fmt = params.add_mutually_exclusive_group()
@@ -267,9 +273,16 @@ def cmd_doctor(args) -> int:
                        args.discovery_range)
 
 
+def cmd_console(args) -> int:
+    """Run the caregiver console (or set its password): kidscare_llm/console/command.py."""
+    from kidscare_llm.console.command import run
+
+    return run(args)
+
+
 COMMANDS = {'chat': cmd_chat, 'node': cmd_node, 'say': cmd_say, 'ingest': cmd_ingest,
             'params': cmd_params, 'download-model': cmd_download_model, 'gui': cmd_gui,
-            'doctor': cmd_doctor}
+            'doctor': cmd_doctor, 'console': cmd_console}
 
 
 def _session_line(ok: bool, message: str) -> str:

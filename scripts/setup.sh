@@ -45,6 +45,16 @@ if [ ${#missing[@]} -gt 0 ] && [ $apt = 1 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
 fi
+# Debian's Chromium and its driver for the caregiver console's browser test and screenshots
+# (no browser download); where apt has no such packages (Ubuntu's are snaps) that test skips.
+if [ $apt = 1 ] && ! dpkg -s chromium chromium-driver >/dev/null 2>&1; then
+  sudo=''; [ "$(id -u)" = 0 ] || sudo=sudo
+  say "apt-get install chromium chromium-driver"
+  [ ${#missing[@]} -gt 0 ] || $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    chromium chromium-driver >/dev/null \
+    || say "chromium not installed: the console's browser test will skip"
+fi
 
 # 2. The virtual environment. With --ros: on the Python ROS 2 was built for, seeing the system
 #    site-packages (rclpy, launch, lark from apt), as the ROS 2 docs advise for pip-only packages.
