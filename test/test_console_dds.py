@@ -179,7 +179,8 @@ def test_a_parent_in_a_real_browser(robot, tmp_path):
         page.find_element(By.CSS_SELECTOR, '#deleteform option[value=ria]').click()
         page.find_element(By.CSS_SELECTOR, '#deleteform input[name=confirm]').send_keys('ria')
         page.find_element(By.CSS_SELECTOR, '#deleteform button').click()
-        wait.until(lambda p: 'delete child' in p.page_source)
+        wait.until(lambda p: p.find_elements(By.CSS_SELECTOR, 'p.note[role=status]'))
+        assert '삭제했어요' in page.find_element(By.CSS_SELECTOR, 'p.note[role=status]').text
     finally:
         page.quit()
     assert rows_of(data, 'ria') == 0
