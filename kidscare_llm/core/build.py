@@ -113,7 +113,8 @@ def engine_options(params: Params) -> EngineOptions:
     return EngineOptions(
         sampling=sampling(params), max_utterance_chars=params['chat.max_utterance_chars'],
         inline_informations=params['persona.inline_informations'],
-        top_k=params['rag.top_k'], context_tokens=params['rag.context_tokens'],
+        top_k=params['rag.top_k'], memory_top_k=params['memory.top_k'],
+        context_tokens=params['rag.context_tokens'],
         summarize=params['memory.summarize'], check_output=params['safety.check_output'],
         sources=tuple(source_paths(params)))
 
@@ -133,11 +134,37 @@ def build_engine(params: Params, backend: Optional[Backend] = None) -> ChatEngin
             knowledge.ingest(source_paths(params), progress=True)
         log.info('knowledge base %s: %d chunks (%s)', params['rag.name'], len(knowledge),
                  knowledge.embedder.name)
-    # one Kiwi (about 500 MB) for retrieval and safety
-    safety = build_safety(params, knowledge.analyzer if knowledge is not None else None)
+    # one Kiwi (about 500 MB) and one embedder for retrieval, memory and safety
+    analyzer = knowledge.analyzer if knowledge is not None else None
+    safety = build_safety(params, analyzer)
+    memory = build_memory(params, backend, knowledge, safety)
     return ChatEngine(backend, persona, SessionStore(data_dir / 'sessions.sqlite3'),
                       engine_options(params), knowledge, safety,
-                      AlertLog(data_dir / 'alerts.jsonl'))
+                      AlertLog(data_dir / 'alerts.jsonl'), memory)
+
+
+def build_memory(params: Params, backend: Optional[Backend] = None, knowledge=None,
+                 safety=None):
+    """Create child memory (None when memory.enabled is false), sharing Kiwi and the embedder."""
+    if not params['memory.enabled']:
+        log.info('child memory is off (memory.enabled: false)')
+        return None
+    from kidscare_llm.core.memory.child_memory import ChildMemory
+
+    if knowledge is not None:
+        embedder, analyzer = knowledge.embedder, knowledge.analyzer
+    else:
+        from kidscare_llm.core.rag.embeddings import create_embedder
+        from kidscare_llm.core.rag.korean import KoreanAnalyzer
+
+        embedder = create_embedder(params['rag.embedder'])
+        analyzer = safety.analyse.analyzer if safety is not None else KoreanAnalyzer()
+    folder = paths.data_dir(params['data_dir']) / 'memory'
+    memory = ChildMemory(folder, embedder, analyzer, safety, params['memory.extract'], backend,
+                         params['memory.top_k'], params['memory.min_dense'])
+    log.info('child memory: %s, %d children, extraction %s', folder, len(memory.users()),
+             params['memory.extract'])
+    return memory
 
 
 def apply_live(engine: ChatEngine, changes: Params) -> None:
@@ -154,11 +181,14 @@ def apply_live(engine: ChatEngine, changes: Params) -> None:
                                    changes.get('llm.top_p', old.top_p),
                                    changes.get('llm.max_tokens', old.max_tokens))
     for name, field in (('rag.top_k', 'top_k'), ('rag.context_tokens', 'context_tokens'),
+                        ('memory.top_k', 'memory_top_k'),
                         ('chat.max_utterance_chars', 'max_utterance_chars')):
         if name in changes:
             new[field] = changes[name]
     if new:
         engine.update(**new)
+    if engine.memory is not None and 'memory.min_dense' in changes:
+        engine.memory.min_dense = changes['memory.min_dense']
     if engine.knowledge is not None:
         for name in ('rag.fusion_weight', 'rag.min_dense', 'rag.min_bm25'):
             if name in changes:

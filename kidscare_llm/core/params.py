@@ -144,6 +144,21 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('memory.warm_start', True,
               'Evaluate the persona once at start-up so no first reply pays for it (with '
               'memory.snapshots_on_disk: saved, and restored after a restart).'),
+        Param('memory.enabled', True,
+              'Child memory: keep what each child says worth keeping (likes, allergies, pets, '
+              'family, plans ...) in a file per child and recall it into replies; '
+              '`kidscare-llm memory` lists and deletes it (docs/memory.md).'),
+        Param('memory.extract', 'rules',
+              'How memories are found: rules (Korean rules, no model), llm (the chat model, '
+              'rules as fallback; for the 8B or a server) or both.',
+              choices=('rules', 'llm', 'both')),
+        Param('memory.top_k', 3,
+              'Most memory items put into one prompt (within rag.context_tokens); 0: none.',
+              low=0, high=20, live=True),
+        Param('memory.min_dense', 0.80,
+              'Recall floor: an item below this cosine is recalled only when it shares a word '
+              'or its kind with the question.',
+              live=True),
         Param('chat.default_user', 'default',
               'User id whose session is active until ~/session names another.'),
         Param('chat.max_utterance_chars', 1000,

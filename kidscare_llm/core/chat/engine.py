@@ -1,9 +1,10 @@
 """The chat engine: one utterance in, a streamed reply out, history kept per session.
 
 `ChatEngine` is handed its parts (core/build.py assembles them from parameters): a backend,
-the persona, the session store, and optionally the knowledge base and the safety checker, plus
-an `EngineOptions`. Options that may change while the robot runs (sampling, rag.top_k) are
-replaced as a whole by `update()`, so a reply in progress sees either the old or the new set.
+the persona, the session store, optionally the knowledge base, child memory and the safety
+checker, plus an `EngineOptions`. Options that may change while the robot runs (sampling,
+rag.top_k) are replaced as a whole by `update()`, so a reply in progress sees either the old or
+the new set. What the child said before and knowledge passages come from `Recall`.
 """
 
 from dataclasses import dataclass, replace
@@ -18,12 +19,12 @@ from kidscare_llm.core.chat.generation import ReplyGenerator
 from kidscare_llm.core.chat.inputs import clean_utterance
 from kidscare_llm.core.chat.persona import Persona
 from kidscare_llm.core.chat.prompt import MESSAGE_OVERHEAD, plan_prompt
+from kidscare_llm.core.chat.recall import Recall
 from kidscare_llm.core.chat.reply import Reply
 from kidscare_llm.core.chat.sessions import SessionStore, StoredMessage
 from kidscare_llm.core.chat.summary import summarize
 from kidscare_llm.core.errors import ConfigError, OversizedUtterance
 from kidscare_llm.core.llm.base import Backend, Sampling
-from kidscare_llm.core.rag.context import Retrieved, with_context
 from kidscare_llm.core.rag.korean import language_of
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class EngineOptions:
     max_utterance_chars: int
     inline_informations: bool
     top_k: int
+    memory_top_k: int
     context_tokens: int
     summarize: bool
     check_output: bool
@@ -48,11 +50,10 @@ class ChatEngine:
 
     def __init__(self, backend: Backend, persona: Persona, store: SessionStore,
                  options: EngineOptions, knowledge=None, safety=None,
-                 alerts: Optional[AlertLog] = None):
+                 alerts: Optional[AlertLog] = None, memory=None):
         self.backend = backend
         self.persona = persona
         self.store = store
-        self.knowledge = knowledge  # core.rag.knowledge.KnowledgeBase, or None (rag off)
         self.safety = safety  # core.safety.SafetyChecker, or None (safety.enabled: false)
         self.alerts = alerts or AlertLog()
         recovered = store.recover()
@@ -61,6 +62,7 @@ class ChatEngine:
                         'marked interrupted, left out of the prompt', recovered)
         self.system_prompt = persona.system_prompt(options.inline_informations)
         self._count = functools.lru_cache(maxsize=8192)(backend.count_tokens)
+        self.recall = Recall(self._count, knowledge, memory, safety)
         self.options = options
         self.budget = self._budget(options)
         self._speaker = ReplyGenerator(self)
@@ -82,6 +84,20 @@ class ChatEngine:
         self.budget = self._budget(options)
         self.options = options
         return options
+
+    @property
+    def knowledge(self):
+        """The knowledge base (core.rag.knowledge.KnowledgeBase), or None: rag is off."""
+        return self.recall.knowledge
+
+    @knowledge.setter
+    def knowledge(self, knowledge) -> None:
+        self.recall.knowledge = knowledge
+
+    @property
+    def memory(self):
+        """Return the ChildMemory (core/memory/child_memory.py), or None when it is off."""
+        return self.recall.memory
 
     @property
     def on_alert(self) -> Optional[Callable[[dict], None]]:
@@ -133,14 +149,16 @@ class ChatEngine:
         except OversizedUtterance as exc:
             log.warning('user %s: %s; refused', user, exc)
             return self._canned(session_id, 'too_long', 'refused', on_sentence)
+        verdict = None
         if self.safety is not None:  # before retrieval and generation
             verdict = self.safety.check_input(text)
             if verdict.flagged:
                 return self._safe_reply(user, session_id, text, verdict, on_sentence)
         message_id = self.store.add(session_id, 'user', text)
         history = self.store.history(session_id)
-        retrieved = self._retrieve(text, options)
-        if retrieved.passages:  # passages ride in the newest user turn, never the system prompt
+        retrieved = self.recall.gather(user, text, options.top_k, options.memory_top_k,
+                                       options.context_tokens)
+        if retrieved.message != text:  # context rides in the newest user turn, never the system
             history[-1] = StoredMessage(message_id, 'user', retrieved.message)
         plan = plan_prompt(self._system(session_id, options), history, self._count, self.budget)
         if plan.dropped:
@@ -155,9 +173,13 @@ class ChatEngine:
                                self._count, self.budget)
         reply = Reply('', session_id, prompt_tokens=plan.prompt_tokens,
                       dropped_messages=dropped,
-                      sources=[p.citation() for p in retrieved.passages])
-        self._speaker.generate(reply, plan.messages, text, options, on_piece, on_sentence,
-                               cancel)
+                      sources=[m.citation() for m in retrieved.memories]
+                      + [p.citation() for p in retrieved.passages])
+        try:
+            self._speaker.generate(reply, plan.messages, text, options, on_piece, on_sentence,
+                                   cancel)
+        finally:  # what the child said is remembered whatever became of the reply
+            self.recall.remember(user, text, session_id, message_id, verdict)
         reply.prompt_evaluated = self.backend.prompt_evaluated
         return reply
 
@@ -167,29 +189,6 @@ class ChatEngine:
         if not summary:
             return self.system_prompt
         return f'{self.system_prompt}\n\n{self.persona.line("summary_header")}\n{summary}'
-
-    def _retrieve(self, text: str, options: EngineOptions) -> Retrieved:
-        if self.knowledge is None:
-            return Retrieved([], text)
-        try:
-            passages = self.knowledge.search(text, options.top_k)
-        except Exception as exc:  # a broken index must not silence the robot
-            log.error('retrieval failed, answering without passages: %s', exc)
-            return Retrieved([], text)
-        if self.safety is not None:  # passages are data: one that gives orders is dropped
-            kept = []
-            for p in passages:
-                verdict = self.safety.check_passage(p.text)
-                if verdict.flagged:
-                    log.warning('dropped passage %s#%s (%s)', p.source, p.position,
-                                verdict.reason)
-                else:
-                    kept.append(p)
-            passages = kept
-        if passages:
-            log.info('retrieved %s', ', '.join(f'{p.source}#{p.position} ({p.score:.2f})'
-                                               for p in passages))
-        return with_context(text, passages, self._count, options.context_tokens)
 
     def reindex(self) -> str:
         """Re-ingest rag.sources (changed files only, vanished ones dropped); return a summary."""
@@ -207,7 +206,9 @@ class ChatEngine:
         """
         if self.knowledge is not None:
             self.knowledge.close()
-        self.knowledge = self.backend = None
+        if self.memory is not None:
+            self.memory.close()
+        self.recall.knowledge = self.recall.memory = self.backend = None
         self.store.close()
 
     def _safe_reply(self, user: str, session_id: str, text: str, verdict,

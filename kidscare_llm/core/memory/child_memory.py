@@ -34,9 +34,16 @@ class MemoryNotFound(InputError):
 class ChildMemory:
     """Per-child memory items: extraction, storage, updates, hybrid recall, parent control."""
 
+    # Recall: the BM25 share of the fused score, and the nudges for an item of the kind asked
+    # about and for the newest statement (tuned on data/memory/dev.jsonl, docs/memory.md).
+    fusion_weight, kind_boost, recency_boost = 0.3, 0.25, 0.1
+    # Updates: a statement replaces an older one of its kind when they are this alike (with a
+    # word of change such as '이제' and a shared noun), or near-duplicates without one.
+    change_cosine, duplicate_cosine = 0.75, 0.95
+
     def __init__(self, folder: Path, embedder, analyzer, safety=None, extract: str = 'rules',
                  backend=None, top_k: int = 3, min_dense: float = 0.80,
-                 fusion_weight: float = 0.3, rules: Optional[Path] = None):
+                 rules: Optional[Path] = None):
         self.folder = Path(folder)
         self.embedder, self.analyzer, self.safety = embedder, analyzer, safety
         self.rules = RuleExtractor(analyzer, rules)
@@ -45,9 +52,7 @@ class ChildMemory:
             from kidscare_llm.core.memory.llm_extract import LLMExtractor
             self.llm = LLMExtractor(backend)
         self.extract_mode = extract
-        self.top_k, self.min_dense, self.fusion_weight = top_k, min_dense, fusion_weight
-        self.kind_boost, self.recency_boost = 0.25, 0.1
-        self.change_cosine, self.duplicate_cosine = 0.80, 0.95
+        self.top_k, self.min_dense = top_k, min_dense
         self._stores: Dict[str, ChildStore] = {}
         self._lock = threading.Lock()
 
@@ -149,12 +154,10 @@ class ChildMemory:
         nouns = {t for t in terms if t not in GENERIC_TERMS}
         replaced = []
         for old in active:
-            if old.kind != item.kind:
-                continue
             cosine = float(store.vector(old.id) @ vector)
-            shared = nouns & set(self.analyzer.terms(old.text))
-            if cosine >= self.duplicate_cosine or \
-                    (cand.changes and shared and cosine >= self.change_cosine):
+            if (old.kind == item.kind and cosine >= self.duplicate_cosine) or (
+                    cand.changes and cosine >= self.change_cosine and
+                    _share_noun(nouns, self.analyzer.terms(old.text))):
                 replaced.append(old.id)
         return replaced
 
@@ -240,3 +243,9 @@ class ChildMemory:
             for store in self._stores.values():
                 store.close()
             self._stores.clear()
+
+
+def _share_noun(nouns, terms) -> bool:
+    """Return True when a word of one is a word of the other, or begins it ('짝', '짝꿍')."""
+    return any(a == b or a.startswith(b) or b.startswith(a)
+               for a in nouns for b in terms if b not in GENERIC_TERMS)

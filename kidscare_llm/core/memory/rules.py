@@ -18,10 +18,12 @@ import yaml
 from kidscare_llm.core import paths
 from kidscare_llm.core.errors import ConfigError
 from kidscare_llm.core.memory.dates import resolve_date
+from kidscare_llm.core.rag.korean import CONTENT_TAGS
 
 # Connective endings after which a new clause may start (-고, -는데, -지만, -서, -니까).
 CLAUSE_ENDINGS = ('고', '구', '는데', '은데', 'ㄴ데', '던데', '지만', '어서', '아서', '서', '니까',
                   '으니까', '면서')
+MIN_CLAUSE_CONTENT = 3  # content morphemes a clause needs before a connective to stand alone
 SPACES = re.compile(r'\s+')
 
 
@@ -65,9 +67,11 @@ class RuleExtractor:
         self.skips = {name: _compile(skip[name], f'skip.{name}')
                       for name in ('question', 'request', 'robot', 'chitchat')}
         self.chitchat_vetoes = set(skip['chitchat_vetoes'])
-        self.plan = _compile([config['plan']], 'plan')
+        self.dated_plan = _compile([config['dated_plan']], 'dated_plan')
+        self.vocative = _compile([config['vocative']], 'vocative')
         self.correction = _compile([config['correction']], 'correction')
         self.change = _compile([config['change']], 'change')
+        self.additive = _compile([config['additive']], 'additive')
         self.personal = _compile(config['personal'], 'personal')
 
     @staticmethod
@@ -94,7 +98,8 @@ class RuleExtractor:
     def topic_kinds(self, question: str) -> List[str]:
         """Return every kind a question's words point at (recall favours those items)."""
         low = self._norm(question)
-        return [k for k, p in self.kinds.items() if k != 'other' and p.search(low)]
+        return [k for k, p in self.kinds.items()
+                if k not in ('other', 'plan') and p.search(low)]
 
     def extract(self, text: str, said: dt.datetime) -> List[Candidate]:
         """Return the candidates of one utterance, said at `said`."""
@@ -107,21 +112,25 @@ class RuleExtractor:
         for line in text.splitlines():
             if line.strip():
                 out.extend(self.analyzer.sentences(line))
-        return out
+        return [s for s in (self.vocative.sub('', s, count=1).strip() for s in out) if s]
 
     def _clauses(self, sentence: str) -> List[str]:
         """Cut a sentence after connective endings and commas (never inside a correction)."""
         tokens = self.analyzer.tokenize(sentence)
-        cuts = []
+        cuts, content = [], 0
         for i, tok in enumerate(tokens[:-1]):
             after_negation = i > 0 and tokens[i - 1].tag == 'VCN'
+            content += tok.tag.startswith(CONTENT_TAGS)
             if tok.tag == 'EC' and tok.form in CLAUSE_ENDINGS and not after_negation:
+                if content >= MIN_CLAUSE_CONTENT:  # '학교 마치고' is no statement of its own
+                    cuts.append(tok.start + tok.len)
+                    content = 0
+            elif tok.tag == 'SP' and content and not _after_negation(tokens, i):
                 cuts.append(tok.start + tok.len)
-            elif tok.tag == 'SP' and not (i > 0 and tokens[i - 1].tag in ('VCN', 'EC')
-                                          and tokens[i - 1].form in ('다', '아니')):
-                cuts.append(tok.start + tok.len)
+                content = 0
             elif tok.tag == 'EF' and tokens[i + 1].tag not in ('SF', 'SP', 'SE', 'SW'):
                 cuts.append(tok.start + tok.len)  # a run-on: '...좋아해 우리 개는...'
+                content = 0
         pieces, start = [], 0
         for cut in cuts:
             pieces.append(sentence[start:cut])
@@ -161,10 +170,20 @@ class RuleExtractor:
             corrects = (correction['old'], correction['new'])
         if not kind and corrects:
             kind = 'other'  # takes the kind of what it corrects
-        elif not kind:  # no kind: only a plan for a day not yet passed is kept
-            if date is None or date < said.date() or not self.plan.search(low) or \
+        elif not kind:  # no kind: only a plan for a day after today is kept
+            if date is None or date <= said.date() or not self.dated_plan.search(low) or \
                     self._skipped(words):
                 return None
             kind = 'event'
+        if kind == 'plan':
+            kind = 'event'
+        additive = self.additive.search(low) or any(
+            t.form == '도' and t.tag == 'JX' for t in self.analyzer.tokenize(words))
+        changes = bool(self.change.search(low)) and not additive
         return Candidate(kind, words.strip(), date.isoformat() if date else None, corrects,
-                         bool(self.change.search(low)))
+                         changes)
+
+
+def _after_negation(tokens, i: int) -> bool:
+    """Return True for a comma right after '아니다' / '아니': a correction follows."""
+    return i > 0 and tokens[i - 1].tag in ('VCN', 'EC') and tokens[i - 1].form in ('다', '아니')
