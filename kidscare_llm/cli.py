@@ -10,6 +10,7 @@ Commands:
   kidscare-llm download-model        fetch the Korean 8B GGUF once (the node never goes online)
   kidscare-llm doctor                check this shell: ROS 2, discovery, Pythons, llama.cpp, model
   kidscare-llm console               the caregiver web page (http://127.0.0.1:8088)
+  kidscare-llm memory list --user 라이언  what the robot remembers of a child (forget, edit, clear)
 """
 
 import argparse
@@ -95,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
                              'rules, data) on http://127.0.0.1:8088')
     from kidscare_llm.console.command import add_arguments
     add_arguments(console)
+
+    memory = sub.add_parser('memory', help='list, edit or delete what the robot remembers '
+                            'of a child')
+    from kidscare_llm.memory_command import add_arguments as memory_arguments
+    memory_arguments(memory)
 
     params = sub.add_parser('params', help='print the parameters and their defaults')
     fmt = params.add_mutually_exclusive_group()
@@ -280,9 +286,16 @@ def cmd_console(args) -> int:
     return run(args)
 
 
+def cmd_memory(args) -> int:
+    """List, edit or delete a child's memory items: kidscare_llm/memory_command.py."""
+    from kidscare_llm.memory_command import run
+
+    return run(args)
+
+
 COMMANDS = {'chat': cmd_chat, 'node': cmd_node, 'say': cmd_say, 'ingest': cmd_ingest,
             'params': cmd_params, 'download-model': cmd_download_model, 'gui': cmd_gui,
-            'doctor': cmd_doctor, 'console': cmd_console}
+            'doctor': cmd_doctor, 'console': cmd_console, 'memory': cmd_memory}
 
 
 def _session_line(ok: bool, message: str) -> str:

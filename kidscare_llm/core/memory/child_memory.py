@@ -10,21 +10,28 @@ e5 cosines) plus a nudge for the kind of thing asked about and for newer stateme
 import datetime as dt
 import logging
 from pathlib import Path
+import re
 import threading
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 import uuid
 
 from kidscare_llm.core.errors import InputError
 from kidscare_llm.core.memory.items import MemoryItem
 from kidscare_llm.core.memory.rules import Candidate, RuleExtractor
 from kidscare_llm.core.memory.store import ChildStore, user_file
-from kidscare_llm.core.rag.fusion import fuse
 
 log = logging.getLogger(__name__)
 # Content morphemes that say nothing about which thing a statement is about.
 GENERIC_TERMS = {'나', '내', '저', '제', '우리', '이제', '요즘', '요새', '하', '되', '있', '없',
                  '좋아하', '좋', '싫', '싫어하', '다니', '안', '진짜', '정말', '너무', '엄청',
-                 '완전', '거', '것', '때', '지금', '더', '제일', '젤'}
+                 '완전', '거', '것', '때', '지금', '더', '제일', '젤', '이름',
+                 'i', 'my', 'me', 'is', 'am', 'are', 'was', 'the', 'a', 'an', 'have', 'has',
+                 'now', 'like', 'do', 'don', 't', 's', 'm', 'to', 'on', 'in', 'and', 'it',
+                 'we', 'our', 'of', 'got', 'one', 'new', 'anymore', 'really', 'so', 'very',
+                 '개', '살', '마리', '명', '번', '시', '분', '층', '권', '장', '등'}
+DENSE_RANGE = (0.80, 0.95)  # cosines mapped onto 0..1 for fusion
+# The copula after a name ('콩이야', '나비야'): a correction replaces the name and it together.
+COPULA = re.compile('이야|야|이에요|예요|이다|다|이래|래')
 
 
 class MemoryNotFound(InputError):
@@ -40,6 +47,8 @@ class ChildMemory:
     # Updates: a statement replaces an older one of its kind when they are this alike (with a
     # word of change such as '이제' and a shared noun), or near-duplicates without one.
     change_cosine, duplicate_cosine = 0.75, 0.95
+    # Recall: an item about the same thing as a newer one of its kind ranks this much lower.
+    older_penalty = 0.3
 
     def __init__(self, folder: Path, embedder, analyzer, safety=None, extract: str = 'rules',
                  backend=None, top_k: int = 3, min_dense: float = 0.80,
@@ -61,11 +70,17 @@ class ChildMemory:
     def _store(self, user: str, create: bool) -> Optional[ChildStore]:
         with self._lock:
             store = self._stores.get(user)
+            if store is not None and store.gone():  # cleared by another process
+                store.close()
+                del self._stores[user]
+                store = None
             if store is None:
                 path = user_file(self.folder, user)
                 if not create and not path.exists():
                     return None
                 store = self._stores[user] = ChildStore(path, user)
+            else:
+                store.refresh()
             return store
 
     def users(self) -> List[str]:
@@ -143,30 +158,54 @@ class ChildMemory:
         active = store.items()
         if cand.corrects:
             old, new = cand.corrects
-            hits = [i for i in active if old in i.text]
+            said_old = re.compile(rf'(?<![가-힣A-Za-z]){re.escape(old)}({COPULA.pattern})?')
+            hits = [i for i in active if said_old.search(i.text)]
             if hits:
                 base = hits[-1]
-                noun = self._head_noun(new)
-                item.text = f'{base.text.replace(old, noun)} ({cand.text})'
+                noun, word = self._new_words(cand.text, new)
+                fixed = said_old.sub(lambda m: word if m.group(1) else noun, base.text)
+                item.text = f'{fixed} ({cand.text})'
                 item.kind = base.kind
                 item.event_date = item.event_date or base.event_date
-                return [i.id for i in hits]
+                return [i.id for i in hits if i.kind == base.kind]
+        if cand.corrects_last and active and active[-1].session == item.session:
+            last = active[-1]  # '아니 7월 19일!' right after '내 생일 7월 9일이야'
+            item.kind = last.kind if item.kind == 'other' else item.kind
+            return [last.id]
         nouns = {t for t in terms if t not in GENERIC_TERMS}
+        names = self._names(cand.text) if cand.changes else set()
         replaced = []
         for old in active:
             cosine = float(store.vector(old.id) @ vector)
-            if (old.kind == item.kind and cosine >= self.duplicate_cosine) or (
-                    cand.changes and cosine >= self.change_cosine and
-                    _share_noun(nouns, self.analyzer.terms(old.text))):
+            old_terms = self.analyzer.terms(old.text)
+            if item.kind not in (old.kind, 'other') and not names & set(old_terms):
+                continue  # another kind of thing, unless the same someone ('나린이 이사 갔어')
+            shared = _share_noun(nouns, old_terms)
+            if shared and ((old.kind == item.kind and cosine >= self.duplicate_cosine) or
+                           (cand.changes and cosine >= self.change_cosine)):
                 replaced.append(old.id)
+                if item.kind == 'other':
+                    item.kind = old.kind
         return replaced
 
-    def _head_noun(self, words: str) -> str:
-        """Return the first noun of the new words ('콩순이야' -> '콩순'), else the words."""
-        for tok in self.analyzer.tokenize(words):
-            if tok.tag.startswith(('NN', 'SL')):
-                return tok.form
-        return words
+    def _names(self, text: str) -> set:
+        """Return the names in a text (proper nouns, capitalised foreign words), lower-cased."""
+        return {t.form.lower() for t in self.analyzer.tokenize(text)
+                if t.tag == 'NNP' or (t.tag == 'SL' and t.form[:1].isupper() and t.form != 'I')}
+
+    def _new_words(self, clause: str, new: str) -> Tuple[str, str]:
+        """Return the noun a correction puts in and its word as said ('콩순', '콩순이야')."""
+        start = clause.rfind(new)
+        for tok in self.analyzer.tokenize(clause):
+            if tok.start >= start and tok.tag.startswith(('NN', 'SL', 'SN')):
+                left = clause.rfind(' ', 0, tok.start) + 1
+                if tok.tag == 'NNB' and left > start:  # a counter: '네 살', '두 마리'
+                    left = clause.rfind(' ', 0, left - 1) + 1
+                right = clause.find(' ', tok.start)
+                word = clause[left:right if right >= 0 else len(clause)].strip(',.!?~')
+                return (word if tok.tag == 'NNB' else tok.form), word
+        word = new.split()[0]
+        return word, word
 
     # ------------------------------------------------------------------ reading
 
@@ -179,7 +218,12 @@ class ChildMemory:
         k = self.top_k if k is None else k
         dense = store.dense(self.embedder.query(question))
         bm25 = dict(store.bm25.search(self.analyzer.terms(question), max(k * 4, 12)))
-        fused = fuse(bm25, dense, self.fusion_weight)
+        # e5 cosines bunch up (0.85-0.95 for any two short sentences): scaled on a fixed range,
+        # not min-max per question, which would blow a 0.01 difference up to the whole scale.
+        best = max(bm25.values(), default=0.0) or 1.0
+        fused = {i: self.fusion_weight * bm25.get(i, 0.0) / best + (1 - self.fusion_weight)
+                 * min(1.0, max(0.0, (cos - DENSE_RANGE[0]) / (DENSE_RANGE[1] - DENSE_RANGE[0])))
+                 for i, cos in dense.items()}
         items = store.get(fused)
         kinds = set(self.rules.topic_kinds(question))
         order = sorted(items.values(), key=lambda i: i.created_at)
@@ -187,9 +231,27 @@ class ChildMemory:
         for item in items.values():
             item.score = fused[item.id] + self.recency_boost * recency[item.id] + \
                 (self.kind_boost if item.kind in kinds else 0.0)
+        self._prefer_newer(store, order)
         ranked = sorted(items.values(), key=lambda i: -i.score)
         return [i for i in ranked if dense.get(i.id, 0.0) >= self.min_dense
                 or i.id in bm25 or i.kind in kinds][:k]
+
+    def _prefer_newer(self, store: ChildStore, oldest_first: List[MemoryItem]) -> None:
+        """Rank a statement below a newer one of its kind about the same thing.
+
+        Children update without saying so ('내 짝꿍 서윤이야' weeks after '짝꿍은 지호야'); the
+        older item stays (it may be a second, true fact), a step behind.
+        """
+        terms = store.terms(i.id for i in oldest_first)
+        for n, old in enumerate(oldest_first):
+            nouns = {t for t in terms.get(old.id, ()) if t not in GENERIC_TERMS}
+            for new in oldest_first[n + 1:]:
+                if new.kind != old.kind or self.rules.adds(new.text):
+                    continue
+                cosine = float(store.vector(old.id) @ store.vector(new.id))
+                if cosine >= self.change_cosine and _share_noun(nouns, terms.get(new.id, ())):
+                    old.score -= self.older_penalty
+                    break
 
     def list(self, user: str, history: bool = False) -> List[MemoryItem]:
         """Return a child's items, oldest first (history: superseded ones too)."""
@@ -248,4 +310,5 @@ class ChildMemory:
 def _share_noun(nouns, terms) -> bool:
     """Return True when a word of one is a word of the other, or begins it ('짝', '짝꿍')."""
     return any(a == b or a.startswith(b) or b.startswith(a)
-               for a in nouns for b in terms if b not in GENERIC_TERMS)
+               for a in nouns if not a.isdigit()
+               for b in terms if b not in GENERIC_TERMS and not b.isdigit())

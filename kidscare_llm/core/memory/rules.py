@@ -36,6 +36,7 @@ class Candidate:
     event_date: Optional[str] = None
     corrects: Optional[Tuple[str, str]] = None  # (old words, new words)
     changes: bool = False  # says it replaces an older statement ('이제', '그만뒀어')
+    corrects_last: bool = False  # '아니 7월 19일!': replaces the statement just before
 
 
 def rules_file() -> Path:
@@ -72,6 +73,8 @@ class RuleExtractor:
         self.correction = _compile([config['correction']], 'correction')
         self.change = _compile([config['change']], 'change')
         self.additive = _compile([config['additive']], 'additive')
+        self.corrects_last = _compile([config['corrects_last']], 'corrects_last')
+        self.clause_break = _compile([config['clause_break']], 'clause_break')
         self.personal = _compile(config['personal'], 'personal')
 
     @staticmethod
@@ -81,6 +84,11 @@ class RuleExtractor:
     def is_personal(self, text: str) -> bool:
         """Return True when the text holds personal information (never stored)."""
         return bool(self.personal.search(self._norm(text)))
+
+    def adds(self, text: str) -> bool:
+        """Return True when a statement adds to others ('키위도 좋아', 'another puppy')."""
+        return bool(self.additive.search(self._norm(text))) or any(
+            t.form == '도' and t.tag == 'JX' for t in self.analyzer.tokenize(text))
 
     def kind_of(self, text: str) -> Optional[str]:
         """Return the clause's kind, or None when it is not worth keeping."""
@@ -119,7 +127,7 @@ class RuleExtractor:
         tokens = self.analyzer.tokenize(sentence)
         cuts, content = [], 0
         for i, tok in enumerate(tokens[:-1]):
-            after_negation = i > 0 and tokens[i - 1].tag == 'VCN'
+            after_negation = i > 0 and (tokens[i - 1].tag == 'VCN' or tokens[i - 1].form == '말')
             content += tok.tag.startswith(CONTENT_TAGS)
             if tok.tag == 'EC' and tok.form in CLAUSE_ENDINGS and not after_negation:
                 if content >= MIN_CLAUSE_CONTENT:  # '학교 마치고' is no statement of its own
@@ -136,6 +144,7 @@ class RuleExtractor:
             pieces.append(sentence[start:cut])
             start = cut
         pieces.append(sentence[start:])
+        pieces = [part for p in pieces for part in self.clause_break.split(p)]
         return [p.strip(' ,') for p in pieces if p.strip(' ,')]
 
     def _segments(self, clauses: Sequence[str]) -> List[Tuple[str, str]]:
@@ -168,8 +177,10 @@ class RuleExtractor:
         corrects = None
         if correction and correction['old'] != correction['new']:
             corrects = (correction['old'], correction['new'])
-        if not kind and corrects:
-            kind = 'other'  # takes the kind of what it corrects
+        changes = bool(self.change.search(low)) and not self.adds(words)
+        last = bool(self.corrects_last.match(low)) and not corrects
+        if not kind and (corrects or changes or last):
+            kind = 'other'  # takes the kind of what it corrects or changes
         elif not kind:  # no kind: only a plan for a day after today is kept
             if date is None or date <= said.date() or not self.dated_plan.search(low) or \
                     self._skipped(words):
@@ -177,11 +188,8 @@ class RuleExtractor:
             kind = 'event'
         if kind == 'plan':
             kind = 'event'
-        additive = self.additive.search(low) or any(
-            t.form == '도' and t.tag == 'JX' for t in self.analyzer.tokenize(words))
-        changes = bool(self.change.search(low)) and not additive
         return Candidate(kind, words.strip(), date.isoformat() if date else None, corrects,
-                         changes)
+                         changes, last)
 
 
 def _after_negation(tokens, i: int) -> bool:

@@ -8,6 +8,7 @@ them in numpy rather than an approximate index; BM25 is the knowledge base's own
 """
 
 import hashlib
+import os
 from pathlib import Path
 import re
 import sqlite3
@@ -51,14 +52,33 @@ class ChildStore:
         if not self._db.execute('SELECT 1 FROM owner').fetchone():
             self._db.execute('INSERT INTO owner (user) VALUES (?)', (user,))
         self._db.commit()
-        self.bm25 = BM25Index(self._db)
         self.lock = threading.RLock()
+        self._inode = os.stat(path).st_ino
+        self._load()
+
+    def _load(self) -> None:
+        """Read the active items' embeddings and BM25 rows into memory."""
+        self.bm25 = BM25Index(self._db)
         self._vectors: Dict[str, np.ndarray] = {
             row[0]: np.frombuffer(row[1], dtype=np.float32)
             for row in self._db.execute('SELECT id, vector FROM items WHERE status = ?',
                                         (ACTIVE,))}
         self._matrix: Optional[np.ndarray] = None
         self._ids: List[str] = []
+        self._version = self._db.execute('PRAGMA data_version').fetchone()[0]
+
+    def gone(self) -> bool:
+        """Return True when the file was deleted or replaced by another process (CLI clear)."""
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except FileNotFoundError:
+            return True
+
+    def refresh(self) -> None:
+        """Reload when another process changed the file (a parent's CLI forget or edit)."""
+        with self.lock:
+            if self._db.execute('PRAGMA data_version').fetchone()[0] != self._version:
+                self._load()
 
     def __len__(self) -> int:
         return len(self._vectors)
@@ -144,6 +164,15 @@ class ChildStore:
                 self._matrix = np.stack([self._vectors[i] for i in self._ids])
             scores = self._matrix @ np.asarray(query, np.float32)
             return dict(zip(self._ids, scores.tolist()))
+
+    def terms(self, item_ids: Iterable[str]) -> Dict[str, List[str]]:
+        """Return the BM25 terms (content morphemes) of active items."""
+        item_ids = list(item_ids)
+        with self.lock:
+            rows = self._db.execute(
+                f'SELECT chunk_id, terms FROM bm25 WHERE chunk_id IN '
+                f'({", ".join("?" * len(item_ids))})', item_ids).fetchall()
+        return {cid: terms.split(' ') if terms else [] for cid, terms in rows}
 
     def vector(self, item_id: str) -> Optional[np.ndarray]:
         """Return an active item's embedding."""
