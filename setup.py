@@ -17,6 +17,7 @@ setup(
         (f'share/{PACKAGE}/config', glob('config/*.yaml')),
         (f'share/{PACKAGE}/config/persona', glob('config/persona/*.*')),
         (f'share/{PACKAGE}/config/safety', glob('config/safety/*.yaml')),
+        (f'share/{PACKAGE}/config/memory', glob('config/memory/*.yaml')),
         (f'share/{PACKAGE}/data/safety/train', glob('data/safety/train/*.jsonl')),
     ],
     package_data={'kidscare_llm.console': ['templates/*.html', 'static/*']},
