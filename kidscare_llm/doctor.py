@@ -23,7 +23,9 @@ ROS_ROOT = Path('/opt/ros')
 LAUNCH_RANGE = 'LOCALHOST'
 RANGES = ('LOCALHOST', 'SUBNET', 'OFF', 'SYSTEM_DEFAULT')
 LOCALHOST_ONLY_DISTROS = ('foxy', 'galactic', 'humble')  # before ROS_AUTOMATIC_DISCOVERY_RANGE
-DEFAULT_RMW = 'rmw_fastrtps_cpp'  # Humble and Jazzy, unless RMW_IMPLEMENTATION says otherwise
+# The binary releases' default (Humble, Jazzy); a ROS 2 built from source may default to
+# another (RMW_IMPLEMENTATION at its build): probe_rmw asks rclpy which one it loads.
+DEFAULT_RMW = 'rmw_fastrtps_cpp'
 
 
 @dataclass(frozen=True)
@@ -159,12 +161,46 @@ def check_python(env: Mapping[str, str], ros_root: Path = ROS_ROOT,
     return found
 
 
-def check_rmw(env: Mapping[str, str], transport: str) -> List[Finding]:
-    """Report the RMW; plain DDS only meets ROS 2 nodes running rmw_cyclonedds_cpp."""
+def probe_rmw(python: str = sys.executable, timeout: float = 30.0) -> Optional[str]:
+    """Return the RMW rclpy loads when RMW_IMPLEMENTATION is unset (its build's default).
+
+    Asked in a child process, as probe_rclpy does; None when rclpy does not answer there.
+    """
+    env = {k: v for k, v in os.environ.items() if k != 'RMW_IMPLEMENTATION'}
+    code = 'import rclpy; print(rclpy.get_rmw_implementation_identifier())'
+    try:
+        done = subprocess.run([python, '-c', code], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = done.stdout.split()
+    return lines[-1] if done.returncode == 0 and lines and lines[-1].startswith('rmw_') \
+        else None
+
+
+def check_rmw(env: Mapping[str, str], transport: str,
+              default_rmw=probe_rmw) -> List[Finding]:
+    """Report the RMW; plain DDS only meets ROS 2 nodes running rmw_cyclonedds_cpp.
+
+    Without RMW_IMPLEMENTATION the RMW is the default of the ROS 2 in use: asked of rclpy
+    when it imports here (a source build may default to Cyclone), else the releases' default.
+    """
     if not env.get('ROS_DISTRO'):
         return []
-    rmw = env.get('RMW_IMPLEMENTATION') or DEFAULT_RMW
-    text = f'{rmw}' + ('' if env.get('RMW_IMPLEMENTATION') else ' (the default)')
+    rmw = env.get('RMW_IMPLEMENTATION')
+    text = rmw
+    prefixes = [p for p in env.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
+    if rmw and prefixes and not any(
+            (Path(p) / 'share/ament_index/resource_index/rmw_typesupport' / rmw).is_file()
+            for p in prefixes):
+        return [Finding(FIX, 'RMW', f'RMW_IMPLEMENTATION={rmw}, which this ROS 2 does not '
+                        f'have: apt install ros-{env["ROS_DISTRO"]}-{rmw.replace("_", "-")}, '
+                        'or unset RMW_IMPLEMENTATION')]
+    if not rmw:
+        built = default_rmw() if transport == 'rclpy' else None
+        rmw = built or DEFAULT_RMW
+        text = f'{rmw} (' + ("this ROS 2's default" if built else
+                             'the default of the ROS 2 releases') + ')'
     if transport == 'dds' and rmw != 'rmw_cyclonedds_cpp':
         return [Finding(FIX, 'RMW', f'{text}, but without rclpy the node speaks plain DDS '
                         '(Cyclone): ROS 2 tools here see it only on rmw_cyclonedds_cpp: '

@@ -66,8 +66,14 @@ if [ $ros = 1 ]; then
     exit 1
   fi
   PYTHON=${PYTHON:-/usr/bin/python3}
-  want=$(ls -d /opt/ros/"$distro"/lib/python3.* 2>/dev/null | sed -n 's|.*/python||p' \
-    | head -1 || true)
+  # the Python rclpy was built for: the sourced prefix holding rclpy (a source build too), or
+  # /opt/ros/<distro>
+  prefix=/opt/ros/$distro
+  IFS=: read -ra prefixes <<< "${AMENT_PREFIX_PATH:-}"
+  for p in "${prefixes[@]}"; do
+    if [ -n "$p" ] && [ -d "$p/share/rclpy" ]; then prefix=$p; break; fi
+  done
+  want=$(ls -d "$prefix"/lib/python3.* 2>/dev/null | sed -n 's|.*/python||p' | head -1 || true)
   have=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
   if [ -n "$want" ] && [ "$want" != "$have" ]; then
     echo "setup --ros: ROS 2 $distro is built for Python $want, $PYTHON is $have (set PYTHON)" >&2
@@ -122,7 +128,9 @@ fi
 say "installing pinned requirements"
 "${pip[@]}" "${extra[@]}" -r requirements.txt -r requirements-dev.txt
 "${pip[@]}" --no-deps -r requirements-models.txt
-"${pip[@]}" --no-deps -e .
+# PEP 660 editable install: pip without it (Debian 12's 23.0) runs `setup.py develop`, which
+# setuptools >= 80 refuses for the [develop] section ament_python packages carry in setup.cfg
+"${pip[@]}" --no-deps --use-pep517 -e .
 $py -c 'import llama_cpp, cyclonedds, kidscare_llm' \
   && say "ready: .venv/bin/kidscare-llm (llama-cpp-python $version, $flavor)"
 # The child-safety classifier learns from data/safety/train once (seconds) into the cache,
@@ -139,4 +147,8 @@ if [ $model = 1 ] && $py -c 'from kidscare_llm.core.llm.models import hub_reacha
   .venv/bin/kidscare-llm download-model || say "model download failed: the packaged model runs"
 else
   say "Korean 8B model not downloaded (offline or --no-model): the packaged SmolLM2 runs"
+fi
+if [ $ros = 1 ] && ! $py -c 'import colcon_core' 2>/dev/null; then
+  say "colcon is not importable in .venv: apt install python3-colcon-common-extensions," \
+    "then build with: source .venv/bin/activate && python -m colcon build (docs/robot.md)"
 fi

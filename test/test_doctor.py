@@ -1,5 +1,6 @@
 """`kidscare-llm doctor` and the node's discovery hint: what a user's shell is told to fix."""
 
+import importlib.util
 import subprocess
 import sys
 
@@ -90,8 +91,37 @@ def test_plain_dds_needs_cyclone_on_the_ros_side():
     assert doctor.check_rmw(JAZZY, 'dds')[0].level == FIX
     cyclone = {**JAZZY, 'RMW_IMPLEMENTATION': 'rmw_cyclonedds_cpp'}
     assert doctor.check_rmw(cyclone, 'dds')[0].level == OK
-    assert doctor.check_rmw(JAZZY, 'rclpy')[0].level == OK
+    assert doctor.check_rmw(JAZZY, 'rclpy', default_rmw=lambda: None)[0].level == OK
     assert doctor.check_rmw({}, 'dds') == []
+
+
+def test_the_default_rmw_is_the_one_this_ros_loads():
+    found = doctor.check_rmw(JAZZY, 'rclpy', default_rmw=lambda: 'rmw_cyclonedds_cpp')
+    assert found[0].text == "rmw_cyclonedds_cpp (this ROS 2's default)"
+    found = doctor.check_rmw(JAZZY, 'rclpy', default_rmw=lambda: None)
+    assert found[0].text.startswith(doctor.DEFAULT_RMW + ' (')
+    env = {**JAZZY, 'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp'}
+    assert doctor.check_rmw(env, 'rclpy', default_rmw=lambda: 1 / 0)[0].text == 'rmw_fastrtps_cpp'
+
+
+def test_an_rmw_this_ros_does_not_have_is_a_fix(tmp_path):
+    index = tmp_path / 'share/ament_index/resource_index/rmw_typesupport'
+    index.mkdir(parents=True)
+    (index / 'rmw_cyclonedds_cpp').write_text('')
+    env = {**JAZZY, 'AMENT_PREFIX_PATH': str(tmp_path)}
+    found = doctor.check_rmw({**env, 'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp'}, 'rclpy')
+    assert found[0].level == FIX and 'ros-jazzy-rmw-fastrtps-cpp' in found[0].text
+    found = doctor.check_rmw({**env, 'RMW_IMPLEMENTATION': 'rmw_cyclonedds_cpp'}, 'rclpy')
+    assert found[0].level == OK
+
+
+@pytest.mark.skipif(importlib.util.find_spec('rclpy') is None,
+                    reason='rclpy not importable: source a ROS 2 setup.bash')
+def test_probe_rmw_asks_rclpy(monkeypatch):
+    monkeypatch.setenv('RMW_IMPLEMENTATION', 'rmw_no_such_middleware')  # not the default
+    assert (doctor.probe_rmw() or '').startswith('rmw_')
+    assert doctor.probe_rmw() != 'rmw_no_such_middleware'
+    assert doctor.probe_rmw(python='/nonexistent/python') is None
 
 
 def test_report_counts_what_to_fix():

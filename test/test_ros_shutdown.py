@@ -6,6 +6,7 @@ everywhere: the executor thread has left spin() before the node is destroyed, an
 is shut down and rclpy's signal handlers uninstalled even after a signal shut it down first.
 """
 
+import logging
 import sys
 import threading
 import types
@@ -108,6 +109,22 @@ def test_after_a_signal_the_context_is_still_closed(fake_rclpy):
     assert transport.stopping()
     transport.shutdown()
     assert names(fake_rclpy.events)[-2:] == ['try_shutdown', 'uninstall']
+
+
+def test_log_records_after_a_signal_go_to_stderr_not_to_rosout(fake_rclpy, capsys):
+    from kidscare_llm.transport.ros import RclpyTransport
+
+    transport = RclpyTransport('chat_node')
+    log = logging.getLogger('kidscare_llm.engine')
+    log.info('while the context is up')
+    captured = capsys.readouterr()
+    assert 'while the context is up' in captured.out and not captured.err  # the ROS logger
+    fake_rclpy.up = False  # SIGTERM: rclpy's handler shut the context down
+    log.info('after the signal')
+    captured = capsys.readouterr()
+    assert 'after the signal' not in captured.out
+    assert captured.err == '[INFO] [kidscare_llm.engine]: after the signal\n'
+    transport.shutdown()
 
 
 def test_a_node_that_cannot_start_closes_the_context(monkeypatch):

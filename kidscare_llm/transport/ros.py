@@ -4,6 +4,7 @@ import array
 import json
 import logging
 from pathlib import Path
+import sys
 import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -51,14 +52,23 @@ def _descriptor(p):
 
 
 class _RosLogHandler(logging.Handler):
-    """Send the core's Python log records to the node's ROS logger (console, /rosout)."""
+    """Send the core's Python log records to the node's ROS logger (console, /rosout).
 
-    def __init__(self, ros_logger):
+    Once Ctrl-C or SIGTERM has shut the context down, /rosout is gone and rcl would add
+    "Failed to publish log message to rosout" to each record logged by a thread still
+    finishing: those records go to stderr instead, in the runner's format.
+    """
+
+    def __init__(self, ros_logger, context_ok: Callable[[], bool]):
         super().__init__()
         self._ros = ros_logger
+        self._context_ok = context_ok
 
     def emit(self, record: logging.LogRecord) -> None:
         text = self.format(record)
+        if not self._context_ok():
+            sys.stderr.write(f'[{record.levelname}] [{record.name}]: {text}\n')
+            return
         if record.levelno >= logging.ERROR:
             self._ros.error(text)
         elif record.levelno >= logging.WARNING:
@@ -183,7 +193,7 @@ class RclpyTransport(Transport):
         try:
             self.node = Node(node_name)
             root = logging.getLogger('kidscare_llm')
-            self._log_handler = _RosLogHandler(self.node.get_logger())
+            self._log_handler = _RosLogHandler(self.node.get_logger(), rclpy.ok)
             root.addHandler(self._log_handler)
             root.setLevel(logging.INFO)
             root.propagate = False
