@@ -18,7 +18,7 @@ from rcl_interfaces.srv import (DescribeParameters, GetParameters,  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from conftest import BIN  # noqa: E402, I100
+from conftest import BIN, ROOT  # noqa: E402, I100
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 FAST = ['-p', 'llm.temperature=0', '-p', 'llm.max_tokens=32', '-p', 'model.download=false']
@@ -39,8 +39,19 @@ def ros():
     rclpy.shutdown()
 
 
+def node_env(tmp_path):
+    """Environment of a node process: its own data dir, this checkout's code first.
+
+    A sourced colcon workspace puts its installed copy of kidscare_llm on PYTHONPATH, ahead of
+    the venv's editable install: without ROOT first, the processes would run that copy.
+    """
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get('PYTHONPATH')) if p)
+    return dict(os.environ, KIDSCARE_DATA_DIR=str(tmp_path / 'data'), PYTHONUNBUFFERED='1',
+                PYTHONPATH=path)
+
+
 def start_node(transport, tmp_path):
-    env = dict(os.environ, KIDSCARE_DATA_DIR=str(tmp_path / 'data'), PYTHONUNBUFFERED='1')
+    env = node_env(tmp_path)
     log = (tmp_path / f'{transport}.log').open('wb')
     return subprocess.Popen([str(BIN / 'kidscare-llm'), 'node', '--transport', transport, *FAST],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -159,7 +170,7 @@ def test_dds_client_talks_to_the_rclpy_node(tmp_path):
     try:
         say = subprocess.run([str(BIN / 'kidscare-llm'), 'say', '--transport', 'dds', '--reset',
                               '--timeout', '90', 'Hello from plain DDS!'],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120, env=node_env(tmp_path))
         assert say.returncode == 0, say.stderr
         assert say.stdout.strip() and 'new session default_1' in say.stderr
     finally:
@@ -168,7 +179,7 @@ def test_dds_client_talks_to_the_rclpy_node(tmp_path):
 
 
 def voice_node(name, transport, tmp_path, *args):
-    env = dict(os.environ, KIDSCARE_DATA_DIR=str(tmp_path / 'data'), PYTHONUNBUFFERED='1')
+    env = node_env(tmp_path)
     log = (tmp_path / f'{name}-{transport}.log').open('wb')
     return subprocess.Popen([str(BIN / name), '--transport', transport, '--ros-args', *args],
                             env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -52,8 +52,14 @@ def assert_no_abort(text):
 
 @pytest.fixture
 def env(tmp_path):
-    """Environment of one node: its own data dir."""
-    return dict(os.environ, KIDSCARE_DATA_DIR=str(tmp_path / 'data'))
+    """Environment of one node: its own data dir, this checkout's code first.
+
+    A sourced colcon workspace puts its installed copy of kidscare_llm on PYTHONPATH, ahead of
+    the venv's editable install: without ROOT first, the processes would run that copy (ros2
+    run and ros2 launch still take the installed entry points and launch file).
+    """
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get('PYTHONPATH')) if p)
+    return dict(os.environ, KIDSCARE_DATA_DIR=str(tmp_path / 'data'), PYTHONPATH=path)
 
 
 @pytest.mark.parametrize('param, message', [
