@@ -99,7 +99,20 @@ def test_reindex_service_and_sources_topic(node):
     peer.take('/robot_reply_sources')
     reply, _ = ask(peer, '마당에 무엇이 자라?')
     sources = json.loads(peer.take('/robot_reply_sources')[-1])
-    assert reply and sources[0]['source'] == str(docs / 'garden.txt')
+    passages = [s for s in sources if s['source'] != 'memory']  # memory comes first
+    assert reply and passages[0]['source'] == str(docs / 'garden.txt')
+
+
+def test_memory_citations_on_the_sources_topic(node):
+    peer, data, _, _ = node
+    ask(peer, '우리 강아지 이름은 보리야')
+    peer.take('/robot_reply_sources')
+    reply, _ = ask(peer, '내 강아지 이름 기억나?')
+    sources = json.loads(peer.take('/robot_reply_sources')[-1])
+    remembered = [s for s in sources if s['source'] == 'memory']
+    assert reply and remembered and '보리' in remembered[0]['text']
+    assert remembered[0]['kind'] == 'pet' and remembered[0]['user'] == 'default'
+    assert list((data / 'memory').glob('default-*.sqlite3'))
 
 
 def test_bad_input_never_kills_the_node(node):

@@ -15,7 +15,7 @@ from kidscare_llm.core.errors import EmptyUtterance
 pytestmark = pytest.mark.slow
 
 FAST = {'llm.temperature': '0', 'llm.max_tokens': '24', 'model.download': 'false',
-        'rag.enabled': 'false'}
+        'rag.enabled': 'false', 'memory.enabled': 'false'}
 
 
 def evaluated_text(backend):
@@ -133,3 +133,23 @@ def test_live_parameters_change_the_next_reply_all_or_nothing(engine_and_spy):
         apply_live(engine, {'llm.max_tokens': engine.backend.n_ctx - 10,
                             'llm.temperature': 1.5})
     assert engine.options is before  # nothing of the refused set was applied
+
+
+def test_a_remembered_fact_rides_in_the_last_user_message_and_citations(
+        data_dir, real_backend):
+    spy = Recording(real_backend)
+    engine = build_engine(settings.load('chat_node', overrides=dict(
+        FAST, **{'memory.enabled': 'true'})), backend=spy)
+    try:
+        engine.reply('lion', '나 땅콩 먹으면 안 돼. 알레르기 있어')
+        engine.reset('lion')  # another session: the history no longer holds it
+        reply = engine.reply('lion', '내가 못 먹는 음식 기억나?')
+        last = spy.prompts[-1][-1]
+        assert last['role'] == 'user' and '땅콩' in last['content']
+        assert all('땅콩' not in m['content'] for m in spy.prompts[-1][:-1])
+        cited = [s for s in reply.sources if s['source'] == 'memory']
+        assert cited and '땅콩' in cited[0]['text'] and cited[0]['kind'] == 'health'
+        assert '땅콩' in evaluated_text(spy.backend)
+        assert [i.kind for i in engine.memory.list('lion')] == ['health']
+    finally:
+        engine.close()

@@ -8,8 +8,10 @@ from kidscare_llm.core.llm.llama_cpp import LlamaCppBackend
 from kidscare_llm.core.llm.snapshots import KVSnapshot, SnapshotCache
 
 pytestmark = pytest.mark.slow
+# KV reuse is measured on the conversation alone: retrieval and memory put context into the
+# newest user turn only, which the next turn re-evaluates (docs/memory.md).
 FAST = {'llm.temperature': '0', 'llm.max_tokens': '24', 'model.download': 'false',
-        'rag.enabled': 'false'}
+        'rag.enabled': 'false', 'memory.enabled': 'false'}
 
 
 def engine_on(data_dir, backend, **overrides):

@@ -129,7 +129,9 @@ class RuleExtractor:
         for i, tok in enumerate(tokens[:-1]):
             after_negation = i > 0 and (tokens[i - 1].tag == 'VCN' or tokens[i - 1].form == '말')
             content += tok.tag.startswith(CONTENT_TAGS)
-            if tok.tag == 'EC' and tok.form in CLAUSE_ENDINGS and not after_negation:
+            auxiliary = tokens[i + 1].tag == 'VX'  # '갖고 싶어', '하고 있어': one predicate
+            if tok.tag == 'EC' and tok.form in CLAUSE_ENDINGS and not after_negation \
+                    and not auxiliary:
                 if content >= MIN_CLAUSE_CONTENT:  # '학교 마치고' is no statement of its own
                     cuts.append(tok.start + tok.len)
                     content = 0

@@ -166,7 +166,7 @@ class ChildStore:
             return dict(zip(self._ids, scores.tolist()))
 
     def terms(self, item_ids: Iterable[str]) -> Dict[str, List[str]]:
-        """Return the BM25 terms (content morphemes) of active items."""
+        """Return the content morphemes BM25 indexed for each active item."""
         item_ids = list(item_ids)
         with self.lock:
             rows = self._db.execute(
