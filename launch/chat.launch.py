@@ -2,11 +2,14 @@
 
   ros2 launch kidscare_llm chat.launch.py [model_path:=...] [use_stt:=true] [use_tts:=true]
                                           [audio_in:=/audio] [audio_out:=/audio/play]
+                                          [use_console:=false]
 
 Speech in: stt_node -> /user_utterance -> chat_node; speech out: chat_node ->
 /robot_reply_partial -> tts_node -> /robot_speaking -> stt_node (mute or barge-in).
 audio_in / audio_out put the voice nodes on audio_common_msgs/AudioStamped topics instead of
-the sound card (a robot whose microphone and speaker belong to other nodes).
+the sound card (a robot whose microphone and speaker belong to other nodes). The caregiver
+console (console_node, http://127.0.0.1:8088: alerts, children, rules, data) starts too unless
+use_console:=false.
 """
 
 import os
@@ -64,6 +67,17 @@ def tts_node(context):
                        ('robot_reply', '/robot_reply'), ('robot_speaking', '/robot_speaking')])
 
 
+def console_node(context):
+    """Start the caregiver console if use_console (on loopback unless console.bind opens it)."""
+    if LaunchConfiguration('use_console').perform(context).lower() not in ('1', 'true'):
+        return []
+    return [Node(
+        package='kidscare_llm', executable='console_node', name='console_node', output='screen',
+        parameters=[LaunchConfiguration('params_file')],
+        ros_arguments=['--log-level', LaunchConfiguration('log_level')],
+    )]
+
+
 def discovery(context):
     """Keep DDS discovery on this computer unless discovery_range opens it (privacy).
 
@@ -104,6 +118,10 @@ def generate_launch_description():
             'audio_out', default_value='',
             description='AudioStamped topic tts_node speaks on instead of the sound card; '
                         'empty: tts.output from params_file'),
+        DeclareLaunchArgument(
+            'use_console', default_value='true',
+            description='start console_node: the caregiver web page on the robot '
+                        '(docs/console.md)'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='debug, info, warn or error'),
         DeclareLaunchArgument(
@@ -115,4 +133,5 @@ def generate_launch_description():
         OpaqueFunction(function=chat_node),
         OpaqueFunction(function=stt_node),
         OpaqueFunction(function=tts_node),
+        OpaqueFunction(function=console_node),
     ])

@@ -17,14 +17,16 @@ from kidscare_llm.nodes.chat_node import ChatNode
 from kidscare_llm.nodes.stt_node import SttNode
 from kidscare_llm.nodes.tts_node import TtsNode
 
-CONSOLE_SCRIPTS = {'kidscare-llm', 'chat_node', 'stt_node', 'tts_node'}
-COMMANDS = {'chat', 'node', 'say', 'ingest', 'download-model', 'gui', 'params'}
+CONSOLE_SCRIPTS = {'kidscare-llm', 'chat_node', 'stt_node', 'tts_node', 'console_node'}
+COMMANDS = {'chat', 'node', 'say', 'ingest', 'download-model', 'gui', 'params', 'doctor',
+            'console', 'memory'}
 LAUNCH_ARGUMENTS = {'params_file', 'model_path', 'persona', 'use_stt', 'use_tts', 'audio_in',
-                    'audio_out', 'log_level', 'discovery_range'}
+                    'audio_out', 'log_level', 'discovery_range', 'use_console'}
 TOPICS = {
     'chat_node': {'pub': {'robot_reply', 'robot_reply_partial', 'robot_reply_sources',
-                          'caregiver_alert', 'robot_reply_stream'},
-                  'sub': {'user_utterance', '~/session'},
+                          'caregiver_alert', 'robot_reply_stream',
+                          'caregiver_command_result'},
+                  'sub': {'user_utterance', '~/session', 'caregiver_command'},
                   'srv': {'~/reset_session', '~/cancel', '~/reindex', '~/describe'}},
     'stt_node': {'pub': {'user_utterance', '~/listening'},
                  'sub': {'robot_speaking', '~/push_to_talk', 'audio/in'}, 'srv': set()},
@@ -41,7 +43,9 @@ PARAMETERS = {
         'rag.top_k rag.context_tokens rag.min_dense rag.min_bm25 memory.snapshot_mb '
         'memory.snapshots_on_disk memory.summarize memory.warm_start chat.default_user '
         'chat.max_utterance_chars chat.queue_size chat.stream_tokens chat.stream_interval_ms '
-        'safety.enabled safety.config_dir safety.check_output'),
+        'safety.enabled safety.config_dir safety.check_output memory.enabled memory.extract '
+        'memory.top_k memory.min_dense rules.quiet_hours rules.daily_limit_min retention.days'),
+    'console_node': 'data_dir console.bind console.port console.lang',
     'stt_node': (
         'data_dir stt.model stt.language stt.device stt.compute_type stt.beam_size stt.threads '
         'stt.input stt.always_listen stt.while_speaking stt.cancel_services stt.echo_guard_ms '
