@@ -49,7 +49,7 @@ else:
         launch = IncludeLaunchDescription(
             PythonLaunchDescriptionSource(str(SHARE / 'launch' / 'chat.launch.py')),
             launch_arguments={'params_file': str(params), 'model_path': str(packaged_chat_model()),
-                              'log_level': 'info'}.items())
+                              'log_level': 'info', 'use_console': 'false'}.items())
         return LaunchDescription([launch, launch_testing.actions.ReadyToTest()])
 
     class TestChatLaunch(unittest.TestCase):

@@ -141,7 +141,7 @@ def test_start_up_error_under_ros2_run_and_ros2_launch(env):
     assert done.returncode == 1 and 'model file not found' in done.stderr, done.stderr[-3000:]
     assert_no_abort(done.stdout + done.stderr)
     done = run(['ros2', 'launch', 'kidscare_llm', 'chat.launch.py',
-                'model_path:=/nonexistent/model.gguf'], env)
+                'model_path:=/nonexistent/model.gguf', 'use_console:=false'], env)
     output = done.stdout + done.stderr
     assert 'model file not found' in output and 'exit code 1' in output, output[-3000:]
     assert_no_abort(output)
