@@ -170,3 +170,32 @@ def test_the_rules_file_is_packaged():
     assert (ROOT / 'config' / 'memory' / 'rules.yaml').is_file()
     setup = (ROOT / 'setup.py').read_text(encoding='utf-8')
     assert "'config/memory/*.yaml'" in setup
+
+
+class _Answering:
+    """A backend stand-in that answers every prompt with the same text (logic test only)."""
+
+    def __init__(self, answer):
+        self.answer, self.prompts = answer, []
+
+    def stream(self, messages, sampling, cancel=None, session=None):
+        self.prompts.append(messages)
+        yield self.answer
+
+
+def test_the_model_stage_keeps_only_the_childs_own_words(tmp_path, parts):
+    answer = ('{"kind": "hobby", "text": "주말마다 할아버지랑 낚시해"}\n'
+              '{"kind": "health", "text": "라이언은 땅콩 알레르기가 있다"}\n'  # not its words
+              '{"kind": "secret", "text": "주말마다"}\n'  # no such kind
+              'not json')
+    backend = _Answering(answer)
+    memory = ChildMemory(tmp_path / 'memory', *parts, extract='llm', backend=backend)
+    try:
+        items = memory.remember('라이언', '음 주말마다 할아버지랑 낚시해', said=MONDAY)
+        assert [(i.kind, i.text) for i in items] == [('hobby', '주말마다 할아버지랑 낚시해')]
+        assert backend.prompts[0][-1]['content'] == '음 주말마다 할아버지랑 낚시해'
+        backend.answer = 'garbled'  # the model gives nothing: the rules stand
+        items = memory.remember('라이언', '나 천둥 무서워', said=MONDAY)
+        assert [(i.kind, i.text) for i in items] == [('fear', '나 천둥 무서워')]
+    finally:
+        memory.close()

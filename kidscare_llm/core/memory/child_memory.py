@@ -48,7 +48,7 @@ class ChildMemory:
     # word of change such as '이제' and a shared noun), or near-duplicates without one.
     change_cosine, duplicate_cosine = 0.75, 0.95
     # Recall: an item about the same thing as a newer one of its kind ranks this much lower.
-    older_penalty = 0.3
+    older_penalty, answer_share = 0.3, 0.6
 
     def __init__(self, folder: Path, embedder, analyzer, safety=None, extract: str = 'rules',
                  backend=None, top_k: int = 3, min_dense: float = 0.80,
@@ -231,25 +231,30 @@ class ChildMemory:
         for item in items.values():
             item.score = fused[item.id] + self.recency_boost * recency[item.id] + \
                 (self.kind_boost if item.kind in kinds else 0.0)
-        self._prefer_newer(store, order)
+        self._prefer_newer(store, order, kinds)
         ranked = sorted(items.values(), key=lambda i: -i.score)
         return [i for i in ranked if dense.get(i.id, 0.0) >= self.min_dense
                 or i.id in bm25 or i.kind in kinds][:k]
 
-    def _prefer_newer(self, store: ChildStore, oldest_first: List[MemoryItem]) -> None:
+    def _prefer_newer(self, store: ChildStore, oldest_first: List[MemoryItem],
+                      asked: List[str]) -> None:
         """Rank a statement below a newer one of its kind about the same thing.
 
-        Children update without saying so ('내 짝꿍 서윤이야' weeks after '짝꿍은 지호야'); the
-        older item stays (it may be a second, true fact), a step behind.
+        Children update without saying so ('내 짝꿍 서윤이야' weeks after '짝꿍은 지호야'). The
+        same thing: the two share a noun, or both are of the kind the question asks about and
+        both answer it well. The older item stays (it may be a second, true fact), a step
+        behind; an addition ('키위도 좋아') never pushes one back.
         """
         terms = store.terms(i.id for i in oldest_first)
+        best = max((i.score for i in oldest_first), default=0.0)
         for n, old in enumerate(oldest_first):
             nouns = {t for t in terms.get(old.id, ()) if t not in GENERIC_TERMS}
             for new in oldest_first[n + 1:]:
                 if new.kind != old.kind or self.rules.adds(new.text):
                     continue
-                cosine = float(store.vector(old.id) @ store.vector(new.id))
-                if cosine >= self.change_cosine and _share_noun(nouns, terms.get(new.id, ())):
+                both_answer = old.kind in asked and min(old.score, new.score) >= \
+                    self.answer_share * best
+                if both_answer or _share_noun(nouns, terms.get(new.id, ())):
                     old.score -= self.older_penalty
                     break
 
