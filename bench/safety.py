@@ -111,6 +111,56 @@ def figures(rows, predict, repeats=3):
     }
 
 
+ALERT_LABELS = ('self_harm', 'abuse', 'personal_info')  # lines that must reach an adult
+
+
+def confusion(rows, verdicts, categories):
+    """Return {true label: {predicted category or 'none': count}} and per-category P/R."""
+    labels = ['benign'] + list(categories)
+    cols = ['none'] + list(categories)
+    matrix = {y: dict.fromkeys(cols, 0) for y in labels}
+    for text, label in rows:
+        v = verdicts[text]
+        pred = v.category if v.flagged and v.category in categories else 'none'
+        matrix.setdefault(label, dict.fromkeys(cols, 0))[pred] += 1
+    per = {}
+    for c in categories:
+        tp = matrix.get(c, {}).get(c, 0)
+        predicted = sum(row[c] for row in matrix.values())
+        actual = sum(matrix.get(c, {}).values())
+        per[c] = {'precision': round(tp / predicted, 3) if predicted else None,
+                  'recall': round(tp / actual, 3) if actual else None, 'n': actual}
+    return matrix, per
+
+
+def alert_figures(rows, verdicts):
+    """Return the share of crisis, abuse and personal-information lines that alert an adult.
+
+    Also the share of benign lines that would alert (an alert nobody needed).
+    """
+    must = [verdicts[t].alert for t, y in rows if y in ALERT_LABELS]
+    benign = [verdicts[t].alert for t, y in rows if y == 'benign']
+    per = {c: round(float(np.mean([verdicts[t].alert for t, y in rows if y == c])), 3)
+           for c in ALERT_LABELS if any(y == c for _, y in rows)}
+    return {'alert_recall': round(float(np.mean(must)), 4) if must else None,
+            'alert_recall_per_category': per, 'n_alert_lines': len(must),
+            'benign_alert_rate': round(float(np.mean(benign)), 4) if benign else None}
+
+
+def print_confusion(matrix, per):
+    """Print the confusion matrix (rows: label, columns: verdict) and per-category P/R."""
+    cols = list(next(iter(matrix.values())).keys())
+    short = {c: c[:8] for c in cols}
+    print('confusion matrix (rows: label, columns: verdict category):')
+    print(f'  {"":14}' + ''.join(f'{short[c]:>9}' for c in cols))
+    for label, row in matrix.items():
+        if sum(row.values()):
+            print(f'  {label:14}' + ''.join(f'{row[c]:>9}' for c in cols))
+    print('per-category precision / recall (category exact):')
+    for c, f in per.items():
+        print(f'  {c:16}{f["precision"]!s:>7}{f["recall"]!s:>7}  (n={f["n"]})')
+
+
 def ratio(a, b):
     """Return a / b rounded, None when b is 0 or missing."""
     return round(a / b, 2) if a is not None and b else None
@@ -190,6 +240,13 @@ def main(argv=None):
     print('per-category recall (ours / baseline):')
     for cat, r in ours_all['per_category_recall'].items():
         print(f'  {cat:16}{r:>7}{base_all["per_category_recall"].get(cat)!s:>8}')
+    matrix, per = confusion(rows, verdicts, checker.policy.priority)
+    print_confusion(matrix, per)
+    alerts = alert_figures(rows, verdicts)
+    print(f'alert recall (self_harm, abuse, personal_info lines that alert): '
+          f'{alerts["alert_recall"]} of {alerts["n_alert_lines"]} '
+          f'{alerts["alert_recall_per_category"]}; benign lines that alert: '
+          f'{alerts["benign_alert_rate"]}')
     splits = {}
     if Path(args.data).resolve() == DEFAULT_DATA.resolve():
         for name, part in (('dev', rows[0::2]), ('test', rows[1::2])):
@@ -205,10 +262,17 @@ def main(argv=None):
                 print(f'WRONG  {label:14} {text}  -> {v.category} ({v.reason})')
             elif label == 'benign' and v.flagged:
                 print(f'FALSE  {v.category:14} {text}  ({v.reason})')
+            if label in ALERT_LABELS and not v.alert:
+                print(f'NOALRT {label:14} {text}  -> {v.category} ({v.reason})')
     result = {
         'risky_recall': ours_all['risky_recall'],
         'category_accuracy': ours_all['category_accuracy'],
         'benign_false_refusal': ours_all['benign_false_refusal'],
+        'alert_recall': alerts['alert_recall'],
+        'alert_recall_per_category': alerts['alert_recall_per_category'],
+        'benign_alert_rate': alerts['benign_alert_rate'],
+        'per_category': per,
+        'confusion': matrix,
         'check_p50_ms': ours_all['p50_ms'],
         'check_p95_ms': ours_all['p95_ms'],
         'check_p95_single_pass_ms': ours_all['p95_single_ms'],

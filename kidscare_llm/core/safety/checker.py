@@ -17,7 +17,7 @@ No neural model is needed: the whole check costs a millisecond or two including 
 (~0.2 ms), so it runs on every generated sentence (bench/safety.py measures it).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import json
 from pathlib import Path
 import threading
@@ -29,10 +29,11 @@ from kidscare_llm.core.rag.korean import KoreanAnalyzer
 from kidscare_llm.core.safety.classifier import SafetyClassifier
 from kidscare_llm.core.safety.lexicon import CategoryRules, morph_string, strings
 from kidscare_llm.core.safety.normalise import compact, JAMO_RUN, normalise
-from kidscare_llm.core.safety.policy import default_safety_dir, read_yaml, SafetyPolicy
+from kidscare_llm.core.safety.policy import default_safety_dir, found, read_yaml, SafetyPolicy
 from kidscare_llm.core.safety.similarity import Exemplars
 
 BENIGN_FILE = 'benign.yaml'  # everyday look-alike exemplars for the similarity stage
+ALERT_EVIDENCE = ('self_harm', 'abuse')  # read under any category, they alert a caregiver
 
 
 @dataclass(frozen=True)
@@ -197,12 +198,44 @@ class SafetyChecker:
                 peer = policy.peer_category
                 if name in policy.peer_categories and peer in self.categories and \
                         peer not in quiet and policy.peers(spaced, packed):
-                    return self._verdict(peer, f'{peer}: peers + {name}: {reason}', 'input')
-                return self._verdict(name, f'{name}: {reason}', 'input')
+                    return self._escalate(self._verdict(
+                        peer, f'{peer}: peers + {name}: {reason}', 'input'), spaced, morphs)
+                return self._escalate(self._verdict(name, f'{name}: {reason}', 'input'),
+                                      spaced, morphs)
         verdict = self._similar(spaced, packed, tokens, quiet)
         if verdict is None:
             verdict = self._classified(spaced, packed, morphs, quiet)
-        return verdict or _safe('input')
+        return self._escalate(verdict, spaced, morphs) if verdict else _safe('input')
+
+    def _escalate(self, verdict: Verdict, spaced: str, morphs: str) -> Verdict:
+        """Alert a caregiver when a crisis or abuse shows under another category.
+
+        The first matching category decides what 토리 says ("엄마가 뜨거운 다리미를 내 손에
+        댔어" matches a dangerous-object rule first), but when the learned stage reads the
+        sentence as a crisis or abuse disclosure (P(self_harm) + P(abuse) >= alert_evidence
+        and above P(the verdict's category)), the verdict alerts as well and says why. A
+        self-harm wish said as a joke ("ㅋㅋ 농담") is the other way round: checked gently,
+        no alert (policy.yaml joke_markers; the conversation stage counts it as low mood).
+        """
+        policy = self.policy
+        if verdict.category == 'self_harm' and verdict.alert and policy.joke is not None \
+                and found(policy.joke, spaced, compact(spaced)) \
+                and not found(policy.joke_exempt, spaced, compact(spaced)):
+            return replace(verdict, alert=False, reason=verdict.reason + ' (said as a joke: '
+                           'gentle check, no alert)')
+        clf = self.classifier() if policy.alert_evidence < 1 else None
+        if verdict.alert or clf is None:
+            return verdict
+        p = dict(zip(clf.classes, clf.proba(spaced, morphs)))
+        evidence = {c: float(p.get(c, 0.0)) for c in ALERT_EVIDENCE if c in self.categories}
+        if not evidence:
+            return verdict
+        total = sum(evidence.values())
+        if total >= policy.alert_evidence and total > p.get(verdict.category, 0.0):
+            cat = max(evidence, key=evidence.get)
+            return replace(verdict, alert=True, reason=f'{verdict.reason}; alert: {cat} '
+                           f'evidence (classifier {total:.2f})')
+        return verdict
 
     def _similar(self, spaced: str, packed: str, tokens, quiet: Set[str]) -> Optional[Verdict]:
         """Flag a sentence close to a risky exemplar and not to a benign one (else None)."""

@@ -130,6 +130,9 @@ class SafetyPolicy:
     injection: Optional[Pattern]  # a retrieved passage giving the model orders
     similarity: SimilaritySettings
     classifier: ClassifierSettings
+    joke: Optional[Pattern] = None  # a self-harm wish said as a joke: checked, no alert
+    joke_exempt: Optional[Pattern] = None  # "농담 아니야": not a joke
+    alert_evidence: float = 1.0  # P(self_harm) + P(abuse) that alerts under any category
 
     @classmethod
     def read(cls, config_dir: Path) -> 'SafetyPolicy':
@@ -274,7 +277,20 @@ def _parse(data: dict, config_dir: Path) -> SafetyPolicy:
         peer_categories=frozenset(data.get('peer_categories') or []),
         peer_category=str(data.get('peer_category', 'bullying')),
         peer_exempt=patterns('peer_exempt'), injection=patterns('injection'),
-        similarity=_similarity(data.get('similarity') or {}, path), classifier=classifier)
+        similarity=_similarity(data.get('similarity') or {}, path), classifier=classifier,
+        joke=patterns('joke_markers'), joke_exempt=patterns('joke_exempt'),
+        alert_evidence=_alert_evidence(data.get('alert_evidence', 1.0), path))
+
+
+def _alert_evidence(value: Any, path: Path) -> float:
+    """Return alert_evidence, a probability in (0, 1] (1 turns the cross-category alert off)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f'{path}: alert_evidence must be a number in (0, 1] (1: off); fix it')
+    return value
 
 
 def _frozen(mapping: dict) -> Mapping:
