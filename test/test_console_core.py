@@ -23,8 +23,13 @@ from kidscare_llm.core.chat.sessions import SessionStore
 class Backend:
     """Records forgotten sessions (the KV snapshots a real backend drops)."""
 
+    n_ctx = 4096
+
     def __init__(self):
         self.forgotten = []
+
+    def count_tokens(self, text):
+        return len(text) // 2 + 1
 
     def forget(self, session):
         self.forgotten.append(session)
@@ -40,7 +45,9 @@ class Engine:
         self.store = SessionStore(data / 'sessions.sqlite3')
         self.backend = Backend()
         self.persona = packaged_persona()
-        self.options = SimpleNamespace(max_utterance_chars=1000)
+        self.options = SimpleNamespace(max_utterance_chars=1000, inline_informations=False,
+                                       sampling=SimpleNamespace(max_tokens=256))
+        self.knowledge = None
         self.alerts = AlertLog(data / 'alerts.jsonl')
         self.replies = 0
 

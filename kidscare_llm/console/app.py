@@ -18,7 +18,7 @@ from kidscare_llm.console.security import (COOKIE, is_loopback, LoginLimiter, Pa
                                            Sessions)
 from kidscare_llm.console.texts import text
 from kidscare_llm.console.views import Reader
-from kidscare_llm.core.chat.alerts import AckLog
+from kidscare_llm.core.chat.alerts import AckLog, alert_id
 
 HERE = Path(__file__).resolve().parent
 FONTS = ('/usr/share/fonts/truetype/nanum/NanumGothic.ttf',  # Debian's fonts-nanum (setup.sh)
@@ -33,7 +33,7 @@ class Console:
     """What every route shares: the data dir, security, the audit log, the chat node link."""
 
     def __init__(self, data_dir: Path, link, lang: str, session_hours: float,
-                 login_attempts: int, upload_mb: int):
+                 login_attempts: int, upload_mb: int, pusher=None):
         self.data_dir = Path(data_dir)
         own = self.data_dir / 'console'
         self.passwords = PasswordFile(own / 'password')
@@ -47,10 +47,20 @@ class Console:
         self.upload_bytes = upload_mb * 1024 * 1024
         self.uploads = own / 'uploads'
         self.heard = 0  # alerts heard on /caregiver_alert (the live stream wakes on a change)
+        self.pusher = pusher  # console/push.py: a home webhook or a command, or None
 
     def on_alert(self, message: str) -> None:
-        """Note an alert from the topic (the page re-reads alerts.jsonl, which holds it)."""
+        """Note an alert from the topic (the page re-reads alerts.jsonl); push it if set."""
         self.heard += 1
+        if self.pusher is None or not self.pusher.enabled:
+            return
+        try:
+            alert = json.loads(message)
+        except ValueError:
+            return
+        if isinstance(alert, dict):
+            alert['id'] = alert_id(alert)
+            self.pusher.push(alert)
 
     def alert_mark(self) -> tuple:
         """Return what changes whenever an alert arrives (topic count, alerts file size)."""
@@ -67,7 +77,7 @@ def create_app(console: Console):
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    from kidscare_llm.console import pages
+    from kidscare_llm.console import content, pages
 
     web = Web(console)
     routes = [Route('/', web.alerts_page), Route('/login', web.login_page),
@@ -76,7 +86,7 @@ def create_app(console: Console):
               Route('/alerts/list', web.alerts_list), Route('/events', web.events),
               Route('/alerts/{alert_id}/ack', web.acknowledge, methods=['POST']),
               Route('/lang/{lang}', web.switch_language), Route('/font.ttf', web.font),
-              *pages.routes(web),
+              *pages.routes(web), *content.routes(web),
               Mount('/static', StaticFiles(directory=HERE / 'static'), name='static')]
     app = Starlette(routes=routes)
     app.state.console = console
@@ -261,7 +271,10 @@ class Web:
     # -- alerts -----------------------------------------------------------------------------
     def alerts_page(self, request):
         """Show the alerts, newest first, live."""
-        return self.render(request, 'alerts.html', alerts=self.console.reader.alerts())
+        pusher = self.console.pusher
+        return self.render(request, 'alerts.html', alerts=self.console.reader.alerts(),
+                           push=pusher.target if pusher and pusher.enabled else '',
+                           push_failures=pusher.failures(10) if pusher else [])
 
     def alerts_list(self, request):
         """Render the alert list alone (the page swaps it in when the live stream says so)."""

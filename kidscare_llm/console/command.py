@@ -50,6 +50,10 @@ def run(args) -> int:
               '`kidscare-llm console` and log in', file=sys.stderr)
         return 0
     check_bind(params['console.bind'], passwords)
+    if params['console.push_url']:
+        from kidscare_llm.console.push import check_url
+
+        check_url(params['console.push_url'])
     from kidscare_llm.nodes.console_node import run as run_node
 
     return run_node(args.transport, args=sys.argv[:1], params_file=args.params_file,

@@ -62,7 +62,18 @@ def build_backend(params: Params, data_dir: Optional[Path] = None) -> Backend:
 
 
 def build_persona(params: Params) -> Persona:
-    """Load the persona folder (persona.dir, else the packaged one)."""
+    """Load the persona: the caregiver's edited copy, else persona.dir, else the packaged one.
+
+    The console's Persona page saves an edit to <data dir>/persona/ (core/caregiver/persona.py);
+    it wins until the caregiver resets it there.
+    """
+    from kidscare_llm.core.caregiver.persona import edited_dir, has_edit
+
+    data_dir = paths.data_dir(params['data_dir'])
+    if has_edit(data_dir):
+        log.info("persona: the caregiver's edited copy in %s (reset it on the console's "
+                 'Persona page)', edited_dir(data_dir))
+        return load_persona(edited_dir(data_dir))
     folder = params['persona.dir']
     return load_persona(Path(folder).expanduser() if folder else paths.default_persona_dir())
 

@@ -306,5 +306,16 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('console.command_timeout_s', 30.0,
               'Seconds to wait for the chat node to answer a caregiver command.',
               low=0.5, high=3600.0),
+        Param('console.push_url', '',
+              'Webhook on the home network that each caregiver alert is POSTed to as JSON (a '
+              'self-hosted ntfy or Home Assistant URL; its address must be private, link-local '
+              "or loopback); empty: off. The child's words are never sent."),
+        Param('console.push_command', '',
+              'Local command run per caregiver alert, the alert as JSON on stdin (used when '
+              'console.push_url is empty); empty: off.'),
+        Param('console.push_attempts', 5,
+              'Attempts per alert push, with backoff (1 s, 2 s, 4 s ...); failures are shown '
+              'on the Alerts page.',
+              low=1, high=20),
     ),
 }

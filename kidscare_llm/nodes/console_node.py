@@ -27,14 +27,19 @@ class ConsoleNode:
 
         from kidscare_llm.console.app import Console, create_app
         from kidscare_llm.console.link import TransportLink
+        from kidscare_llm.console.push import Pusher
         from kidscare_llm.console.security import check_bind
         from kidscare_llm.core import paths
 
         params = transport.parameters(CONSOLE_NODE)
-        self.console = Console(paths.data_dir(params['data_dir']),
+        data_dir = paths.data_dir(params['data_dir'])
+        self.pusher = Pusher(params['console.push_url'], params['console.push_command'],
+                             params['console.push_attempts'], data_dir / 'console' / 'push.jsonl')
+        self.console = Console(data_dir,
                                TransportLink(transport, params['console.command_timeout_s']),
                                params['console.lang'], params['console.session_hours'],
-                               params['console.login_attempts'], params['console.upload_mb'])
+                               params['console.login_attempts'], params['console.upload_mb'],
+                               self.pusher)
         check_bind(params['console.bind'], self.console.passwords)
         transport.subscribe('caregiver_alert', MSG_STRING, self.console.on_alert)
         config = uvicorn.Config(create_app(self.console), host=params['console.bind'],
@@ -47,11 +52,14 @@ class ConsoleNode:
         self._thread.start()
         self.url = f"http://{params['console.bind']}:{params['console.port']}/"
         log.info('console node ready: %s (data dir %s)', self.url, self.console.data_dir)
+        if self.pusher.enabled:
+            log.info('caregiver alerts are pushed to %s', self.pusher.target)
 
     def close(self) -> None:
         """Stop the web server."""
         self.server.should_exit = True
         self._thread.join(timeout=5.0)
+        self.pusher.close()
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -19,3 +19,48 @@
     }
   });
 }());
+
+// Knowledge: while the chat node ingests an upload, poll its job and move the progress bar;
+// when it is done, reload the page so the document list shows the new chunks.
+(function () {
+  var box = document.getElementById('job');
+  if (!box || box.getAttribute('data-state') !== 'running') return;
+  var bar = document.getElementById('jobbar');
+  var label = document.getElementById('jobtext');
+  function poll() {
+    fetch('/knowledge/jobs/' + box.getAttribute('data-job'), {credentials: 'same-origin'})
+      .then(function (r) { return r.json(); })
+      .then(function (job) {
+        bar.max = job.total || 1;
+        bar.value = job.done;
+        label.textContent = job.done + ' / ' + job.total + (job.current ? ' · ' + job.current : '');
+        if (job.state === 'running') { setTimeout(poll, 500); return; }
+        window.location.replace('/knowledge?job=' + encodeURIComponent(job.id));
+      })
+      .catch(function () { setTimeout(poll, 2000); });
+  }
+  poll();
+}());
+
+// Persona: show the system prompt's size in tokens as the texts change (nothing is saved).
+(function () {
+  var form = document.getElementById('personaform');
+  if (!form || !window.fetch) return;
+  var count = document.getElementById('tokencount');
+  var line = document.getElementById('tokens');
+  var timer = null;
+  function preview() {
+    var body = new FormData(form);
+    fetch('/persona/preview', {method: 'POST', body: body, credentials: 'same-origin'})
+      .then(function (r) { return r.json(); })
+      .then(function (size) {
+        if (size.error) { line.className = 'error'; count.textContent = size.error; return; }
+        count.textContent = size.tokens;
+        line.className = size.fits ? 'note' : 'error';
+      });
+  }
+  form.addEventListener('input', function () {
+    clearTimeout(timer);
+    timer = setTimeout(preview, 600);
+  });
+}());

@@ -5,7 +5,8 @@ The console publishes a request on `caregiver_command` (std_msgs/String, JSON):
 and the chat node answers on `caregiver_command_result`:
     {"id": "<request id>", "ok": true, "final": true, "result": {...}}
     {"id": "<request id>", "ok": false, "final": true, "error": "<one line>"}
-A long action (knowledge.ingest) first sends progress answers with "final": false.
+A long action (knowledge.ingest) first sends progress answers with "final": false:
+    {"id": "<request id>", "ok": true, "final": false, "progress": {"done": 1, "total": 3, ...}}
 The chat node owns every file these actions change; the console only asks.
 """
 
@@ -18,6 +19,8 @@ from typing import Callable, Optional
 import uuid
 
 from kidscare_llm.core.caregiver import data
+from kidscare_llm.core.caregiver.knowledge import KnowledgeDesk
+from kidscare_llm.core.caregiver.persona import PersonaDesk
 from kidscare_llm.core.caregiver.rules import LINES, RuleBook
 from kidscare_llm.core.caregiver.usage import day_start, talk_seconds
 from kidscare_llm.core.chat.inputs import clean_user, clean_utterance
@@ -29,6 +32,7 @@ COMMAND_TOPIC = 'caregiver_command'
 RESULT_TOPIC = 'caregiver_command_result'
 DAY_S = 86400.0
 NOTED = ('answer', 'safety', 'rules')  # reply kinds stored in the session (others are not)
+PROGRESSIVE = ('knowledge.ingest',)  # actions that send progress answers before the last
 
 
 class CommandError(KidscareError):
@@ -53,6 +57,8 @@ class CaregiverDesk:
         self.retention_days = retention_days
         self.clock = clock
         self._retention_at = float('-inf')
+        self.knowledge = KnowledgeDesk(engine, self.data_dir)
+        self.persona = PersonaDesk(engine, self.data_dir)
 
     @property
     def alerts_path(self) -> Path:
@@ -126,8 +132,14 @@ class CaregiverDesk:
             method = getattr(self, 'do_' + str(action).replace('.', '_'), None)
             if method is None or not isinstance(args, dict):
                 raise CommandError(f'unknown action {action!r}')
-            result = method(progress=progress, **args) if action == 'knowledge.ingest' \
-                else method(**args)
+            if action in PROGRESSIVE:
+                def step(state: dict) -> None:
+                    if progress is not None:
+                        progress({'id': request_id, 'ok': True, 'final': False,
+                                  'progress': state})
+                result = method(progress=step, **args)
+            else:
+                result = method(**args)
             return {'id': request_id, 'ok': True, 'final': True, 'result': result}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return self._error(request_id, f'bad request: {type(exc).__name__}: {exc}')
@@ -196,3 +208,31 @@ class CaregiverDesk:
     def do_memory_clear(self, user: str) -> int:
         """Forget everything remembered about a child."""
         return int(self._memory().clear(user))
+
+    def do_knowledge_list(self) -> list:
+        """List the knowledge base's documents (source, title, chunks, last ingested)."""
+        return self.knowledge.list()
+
+    def do_knowledge_ingest(self, files: list, progress=None) -> dict:
+        """Ingest uploaded files (names in <data dir>/console/uploads), with progress."""
+        return self.knowledge.ingest([str(f) for f in files], progress)
+
+    def do_knowledge_remove(self, sources: list) -> dict:
+        """Remove documents from the knowledge base (and an upload's file)."""
+        return self.knowledge.remove([str(s) for s in sources])
+
+    def do_persona_get(self) -> dict:
+        """Return the persona's three texts and the system prompt's size in tokens."""
+        return self.persona.get()
+
+    def do_persona_preview(self, base: str, few_shot: str, informations: str) -> dict:
+        """Return the system prompt size these texts would make (nothing is saved)."""
+        return self.persona.preview(base=base, few_shot=few_shot, informations=informations)
+
+    def do_persona_set(self, base: str, few_shot: str, informations: str) -> dict:
+        """Save an edited persona under the data dir and answer with it from now on."""
+        return self.persona.save(base=base, few_shot=few_shot, informations=informations)
+
+    def do_persona_reset(self) -> dict:
+        """Drop the edited persona and go back to persona.dir (or the packaged one)."""
+        return self.persona.reset()

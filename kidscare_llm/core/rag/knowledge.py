@@ -64,6 +64,12 @@ class KnowledgeBase:
         with self._lock:
             return dict(self._db.execute('SELECT source, hash FROM documents'))
 
+    def documents(self) -> List[Tuple[str, str, int]]:
+        """Return (source, title, chunks) of every indexed document, by source."""
+        with self._lock:
+            return [(s, t or '', n) for s, t, n in self._db.execute(
+                'SELECT source, title, chunks FROM documents ORDER BY source')]
+
     # -- ingestion -------------------------------------------------------------------------
     def ingest(self, paths: Iterable[Path], delete_missing: bool = False,
                progress: bool = False) -> IngestReport:
