@@ -1,7 +1,8 @@
 """A child's words stay on the robot: no connection or DNS lookup leaves loopback by default.
 
 The CLI and the node run in child processes under a Python audit hook that records every
-socket connect/sendto to, and every name lookup of, anything but a loopback address.
+socket connect/sendto to, and every name lookup of, anything but a loopback address. The
+console reaches exactly its configured push target (console.push_url) and nothing else.
 """
 
 import json
@@ -117,6 +118,45 @@ def test_the_node_converses_and_resets_on_loopback_only(tmp_path):
         node.terminate()
         node.wait(timeout=20)
     assert violations(tmp_path) == []
+
+
+PUSH_TARGET = '10.255.255.1'  # private (a home network), and unroutable here
+
+
+def test_the_console_reaches_its_configured_push_target_and_nothing_else(tmp_path):
+    """Pages, commands and an alert over DDS on loopback; the push goes to push_url only."""
+    import httpx
+    from ros2_wire import Peer
+
+    from conftest import free_port, wait_for_port
+
+    port = free_port()
+    argv, env = audited(tmp_path, 'kidscare_llm.cli', 'console', '--transport', 'dds',
+                        '-p', f'console.port={port}', '-p', 'console.push_attempts=1',
+                        '-p', f'console.push_url=http://{PUSH_TARGET}:9/tori')
+    with (tmp_path / 'console.log').open('wb') as log:
+        console = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    peer = Peer(int(os.environ['ROS_DOMAIN_ID']))
+    failures = tmp_path / 'data' / 'console' / 'push.jsonl'
+    try:
+        wait_for_port(port, console, timeout=60)
+        for path in ('/', '/children', '/knowledge', '/persona', '/rules', '/data'):
+            assert httpx.get(f'http://127.0.0.1:{port}{path}', timeout=30).status_code == 200
+        assert peer.wait_matched(writes=['/caregiver_alert'], timeout=60)
+        peer.publish('/caregiver_alert', json.dumps(
+            {'time': '2026-01-02T21:03:00+0900', 'user': 'mina', 'session': 's',
+             'category': 'crisis', 'utterance': '비밀이야'}, ensure_ascii=False))
+        deadline = time.monotonic() + 60
+        while not failures.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert failures.exists(), (tmp_path / 'console.log').read_text()[-2000:]
+        assert console.poll() is None
+    finally:
+        console.terminate()
+        console.wait(timeout=20)
+    assert json.loads(failures.read_text().splitlines()[0])['final']
+    seen = violations(tmp_path)
+    assert seen and {v['host'] for v in seen} == {PUSH_TARGET}, seen
 
 
 def test_discovery_range_follows_ros_settings():
