@@ -4,7 +4,8 @@ Both run as processes, as `kidscare-llm node` and `kidscare-llm console`; a ROS 
 speaks for the child. Over HTTP: an alert arrives, quiet hours set on the page make the robot
 refuse kindly, and deleting the child empties the database. In headless Chromium (Debian's
 chromium + chromium-driver, skipped when missing): log in, an alert appears live, acknowledge
-it, read the transcript (a script tag shown as text), set quiet hours, export, delete.
+it, read the transcript (a script tag shown as text), set quiet hours, export, delete; upload
+a document, watch its progress bar finish, ask the robot about it and see the answer cite it.
 """
 
 import datetime as dt
@@ -27,7 +28,8 @@ PASSWORD = 'sofa-and-phone-42'
 XSS = '<script>alert(1)</script>'
 RISKY = '우리 집 주소는 서울시 강남구 테헤란로 123이야'
 FAST = ['-p', 'llm.temperature=0', '-p', 'llm.max_tokens=16', '-p', 'model.download=false',
-        '-p', 'rag.enabled=false', '-p', 'memory.warm_start=false']
+        '-p', 'memory.warm_start=false']
+DINO = '# 공룡 이야기\n브라키오사우루스는 쥐라기 후기에 살았던 목이 아주 긴 공룡이에요.\n'
 
 
 @pytest.fixture(scope='module')
@@ -184,3 +186,39 @@ def test_a_parent_in_a_real_browser(robot, tmp_path):
     finally:
         page.quit()
     assert rows_of(data, 'ria') == 0
+
+
+def test_a_parent_uploads_a_document_and_the_robot_cites_it(robot, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    peer, base, data, root = robot
+    document = tmp_path / '공룡 이야기.md'
+    document.write_text(DINO, encoding='utf-8')
+    page = open_browser(tmp_path)
+    wait = WebDriverWait(page, 120)
+    try:
+        page.get(base + '/login')
+        page.find_element(By.NAME, 'password').send_keys(PASSWORD)
+        page.find_element(By.CSS_SELECTOR, 'form[action="/login"] button').click()
+        wait.until(seen.presence_of_element_located((By.ID, 'alerts')))
+        page.get(base + '/knowledge')
+        page.find_element(By.CSS_SELECTOR, '#uploadform input[type=file]').send_keys(
+            str(document))
+        page.find_element(By.CSS_SELECTOR, '#uploadform button').click()
+        wait.until(seen.presence_of_element_located((By.ID, 'jobbar')))
+        wait.until(lambda p: p.find_element(By.ID, 'job').get_attribute('data-state') == 'done')
+        bar = page.find_element(By.ID, 'jobbar')
+        assert bar.get_attribute('value') == bar.get_attribute('max') == '1'
+        assert '끝났어요' in page.find_element(By.ID, 'jobstate').text
+        assert not page.find_elements(By.CSS_SELECTOR, '#jobfailed li')
+        row = page.find_element(By.CSS_SELECTOR, '#documents tr[data-source="공룡_이야기.md"]')
+        assert int(row.find_elements(By.TAG_NAME, 'td')[1].text) >= 1
+        assert (data / 'console' / 'uploads' / '공룡_이야기.md').is_file()
+        assert say(peer, 'dino', '브라키오사우루스는 언제 살았어?')
+        page.get(base + '/children/dino')
+        sources = page.find_elements(By.CSS_SELECTOR, '.msg.assistant details')
+        assert sources and '공룡_이야기.md' in sources[-1].get_attribute('textContent')
+    finally:
+        page.quit()
