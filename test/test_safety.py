@@ -431,11 +431,18 @@ def test_evaluation_set_is_big_enough_and_well_formed():
 
 
 def _keys(folder: Path) -> dict:
-    """Return {line as the checks see it (normalised, compact): 'file:line'} of a folder."""
-    return {compact(normalise(json.loads(line)['text'])): f'{path.name}:{n}'
-            for path in sorted(folder.glob('*.jsonl'))
-            for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1)
-            if line.strip()}
+    """Return {line as the checks see it (normalised, compact): 'file:line'} of a folder.
+
+    A conversation line ({"turns": [...]}) counts each of its turns.
+    """
+    keys = {}
+    for path in sorted(folder.glob('*.jsonl')):
+        for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
+            if line.strip():
+                row = json.loads(line)
+                for text in row.get('turns') or [row['text']]:
+                    keys[compact(normalise(text))] = f'{path.name}:{n}'
+    return keys
 
 
 def test_train_and_eval_sets_are_disjoint():

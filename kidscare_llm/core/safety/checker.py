@@ -258,8 +258,10 @@ class SafetyChecker:
         clf = self.classifier()
         if clf is None:
             return None
-        name, p = clf.risky(spaced, morphs)
-        if p >= self.policy.classifier.threshold and name in self.categories and \
+        name, p, p_name = clf.risky(spaced, morphs)
+        settings = self.policy.classifier
+        if p >= settings.threshold and p_name >= settings.min_category and \
+                name in self.categories and \
                 name not in quiet and not self._allowed(name, packed):
             return self._verdict(name, f'{name}: classifier ({p:.2f})', 'input', p)
         return None

@@ -90,12 +90,13 @@ class SafetyClassifier:
         z = np.exp(z - z.max())
         return z / z.sum()
 
-    def risky(self, spaced: str, morphs: str) -> Tuple[str, float]:
-        """Return (most likely risky label, P(not benign)) of one analysed text."""
+    def risky(self, spaced: str, morphs: str) -> Tuple[str, float, float]:
+        """Return (most likely risky label, P(not benign), P(that label)) of one text."""
         p = self.proba(spaced, morphs)
         risk = 1.0 - float(p[self.benign])
         p[self.benign] = -1.0
-        return self.classes[int(np.argmax(p))], risk
+        best = int(np.argmax(p))
+        return self.classes[best], risk, float(p[best])
 
     # -- training and the cache
 

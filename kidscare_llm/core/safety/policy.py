@@ -100,6 +100,7 @@ class ClassifierSettings:
     dims_log2: int
     c: float
     examples: Path  # folder of labelled JSONL lines
+    min_category: float = 0.0  # and P(its category) >= this: not spread over several
 
 
 @dataclass(frozen=True)
@@ -317,18 +318,19 @@ def _numbers(section: dict, defaults: dict, path: Path, what: str, rule: str) ->
 
 def _classifier(section: dict, config_dir: Path) -> ClassifierSettings:
     path = config_dir / POLICY_FILE
-    rule = '0 < threshold < 1, 10 <= dims_log2 <= 22 and c > 0'
-    enabled, threshold, dims, c, examples = _numbers(
+    rule = '0 < threshold < 1, 0 <= min_category < 1, 10 <= dims_log2 <= 22 and c > 0'
+    enabled, threshold, dims, c, examples, min_category = _numbers(
         section, {'enabled': False, 'threshold': 0.9, 'dims_log2': 16, 'c': 10.0,
-                  'examples': None}, path, 'classifier', rule)
-    if not (0.0 < threshold < 1.0 and 10 <= dims <= 22 and c > 0):
+                  'examples': None, 'min_category': 0.0}, path, 'classifier', rule)
+    if not (0.0 < threshold < 1.0 and 0.0 <= min_category < 1.0 and 10 <= dims <= 22
+            and c > 0):
         raise ConfigError(f'{path}: classifier needs {rule}; fix the values')
     # An operator's own folder is relative to the config folder; default: the packaged lines.
     folder = config_dir / str(examples) if examples else default_train_dir()
     if enabled and not folder.is_dir():
         raise ConfigError(f'{folder}: classifier examples folder not found; add JSONL '
                           'example lines there or set classifier.enabled: false')
-    return ClassifierSettings(enabled, threshold, dims, c, folder)
+    return ClassifierSettings(enabled, threshold, dims, c, folder, min_category)
 
 
 def _similarity(section: dict, path: Path) -> SimilaritySettings:
