@@ -184,10 +184,22 @@ def test_stopped_while_loading_exits_130_with_the_transport_shut_down(monkeypatc
     assert transport.closed == 1
 
 
-def test_an_unexpected_error_still_shuts_the_transport_down(monkeypatch):
+def test_an_unexpected_start_up_error_exits_1_with_one_line(monkeypatch, capfd):
+    """A broken install (llama_cpp missing) once aborted under rclpy after its traceback."""
     transport = FakeTransport()
+    missing = ModuleNotFoundError('No module named llama_cpp')
+    assert run_with(monkeypatch, transport, fail(missing)) == 1
+    assert transport.closed == 1
+    err = capfd.readouterr().err.strip()
+    assert err == ('chat_node: start-up failed: ModuleNotFoundError: No module named '
+                   'llama_cpp (run kidscare-llm doctor)')
+
+
+def test_an_unexpected_error_while_running_still_shuts_the_transport_down(monkeypatch):
+    transport = FakeTransport()
+    transport.spin = lambda: 1 / 0
     with pytest.raises(ZeroDivisionError):
-        run_with(monkeypatch, transport, fail(ZeroDivisionError()))
+        run_with(monkeypatch, transport, lambda _t: types.SimpleNamespace(close=lambda: None))
     assert transport.closed == 1
 
 

@@ -58,10 +58,15 @@ def run_node(node_name: str, factory: Callable[[Transport], object],
             print(f'{node_name}: stopped during start-up', file=sys.stderr)
             return 130
         return 0
-    except Exception:
+    except Exception as exc:
         if node is None and transport.stopping():  # SIGTERM while a model was loading
             print(f'{node_name}: stopped during start-up', file=sys.stderr)
             return 130
+        if node is None:  # a broken install (a missing library): one line, exit 1, no abort
+            logging.getLogger(node_name).debug('start-up failed', exc_info=True)
+            print(f'{node_name}: start-up failed: {type(exc).__name__}: {exc} (run '
+                  'kidscare-llm doctor)', file=sys.stderr)
+            return 1
         raise
     finally:
         try:
