@@ -122,19 +122,7 @@ class PersonaDesk:
     def _switch(self, persona: Persona) -> dict:
         """Make the engine answer with this persona from its next reply on."""
         engine = self.engine
-        old = (engine.persona, getattr(engine, 'system_prompt', None),
-               getattr(engine, 'budget', None))
-        engine.persona = persona
-        if hasattr(engine, 'system_prompt'):
-            engine.system_prompt = persona.system_prompt(self._inline())
-        try:
-            if hasattr(engine, '_budget'):
-                engine.budget = engine._budget(engine.options)
-        except KidscareError:
-            engine.persona, engine.system_prompt, engine.budget = old
-            raise
-        for session in engine.store.sessions():
-            engine.backend.forget(session)  # their KV snapshots start with the old persona
+        engine.set_persona(persona)
         kb = getattr(engine, 'knowledge', None)
         if kb is not None and INFORMATIONS_SOURCE in kb.sources():
             if persona.informations:

@@ -78,6 +78,23 @@ class ChatEngine:
                               'shorten it')
         return budget
 
+    def set_persona(self, persona: Persona) -> None:
+        """Answer with another persona from the next reply on (the caregiver console's edit).
+
+        Checked first (over half the budget is refused, nothing changes); every session's KV
+        snapshot is dropped, since it starts with the old system prompt.
+        """
+        system_prompt = persona.system_prompt(self.options.inline_informations)
+        old = self.persona, self.system_prompt
+        self.persona, self.system_prompt = persona, system_prompt
+        try:
+            self.budget = self._budget(self.options)
+        except ConfigError:
+            self.persona, self.system_prompt = old
+            raise
+        for session in self.store.sessions():
+            self.backend.forget(session)
+
     def update(self, **changes) -> EngineOptions:
         """Replace options while running (e.g. sampling=..., top_k=...); validated first."""
         options = replace(self.options, **changes)
