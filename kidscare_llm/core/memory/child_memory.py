@@ -160,8 +160,9 @@ class ChildMemory:
             old, new = cand.corrects
             said_old = re.compile(rf'(?<![가-힣A-Za-z]){re.escape(old)}({COPULA.pattern})?')
             hits = [i for i in active if said_old.search(i.text)]
-            if hits:
-                base = hits[-1]
+            if hits:  # the one the correction is most alike ('준혁이 말고 건우랑 더 친해')
+                base = max(hits, key=lambda i: (i.kind == cand.kind,
+                                                float(store.vector(i.id) @ vector)))
                 noun, word = self._new_words(cand.text, new)
                 fixed = said_old.sub(lambda m: word if m.group(1) else noun, base.text)
                 item.text = f'{fixed} ({cand.text})'
@@ -314,6 +315,6 @@ class ChildMemory:
 
 def _share_noun(nouns, terms) -> bool:
     """Return True when a word of one is a word of the other, or begins it ('짝', '짝꿍')."""
-    return any(a == b or a.startswith(b) or b.startswith(a)
-               for a in nouns if not a.isdigit()
+    return any(a == b or a.startswith(b) or b.startswith(a) or (min(len(a), len(b)) > 1 and (
+        a in b or b in a)) for a in nouns if not a.isdigit()
                for b in terms if b not in GENERIC_TERMS and not b.isdigit())

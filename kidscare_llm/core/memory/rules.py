@@ -18,11 +18,13 @@ import yaml
 from kidscare_llm.core import paths
 from kidscare_llm.core.errors import ConfigError
 from kidscare_llm.core.memory.dates import resolve_date
-from kidscare_llm.core.rag.korean import CONTENT_TAGS
+from kidscare_llm.core.rag.korean import CONTENT_TAGS, has_hangul
 
 # Connective endings after which a new clause may start (-고, -는데, -지만, -서, -니까).
 CLAUSE_ENDINGS = ('고', '구', '는데', '은데', 'ㄴ데', '던데', '지만', '어서', '아서', '서', '니까',
                   '으니까', '면서')
+# A clause ending in these corrects what follows: no cut ('결혼식 일요일 아이고 토요일이다').
+CORRECTING = re.compile(r'(아니고|아니구|아이고|아이라|아니라|말고)$')
 MIN_CLAUSE_CONTENT = 3  # content morphemes a clause needs before a connective to stand alone
 SPACES = re.compile(r'\s+')
 
@@ -125,9 +127,11 @@ class RuleExtractor:
     def _clauses(self, sentence: str) -> List[str]:
         """Cut a sentence after connective endings and commas (never inside a correction)."""
         tokens = self.analyzer.tokenize(sentence)
+        korean = has_hangul(sentence)  # English commas join a statement ('mom said no, so I')
         cuts, content = [], 0
         for i, tok in enumerate(tokens[:-1]):
-            after_negation = i > 0 and (tokens[i - 1].tag == 'VCN' or tokens[i - 1].form == '말')
+            after_negation = i > 0 and (tokens[i - 1].tag == 'VCN' or tokens[i - 1].form == '말'
+                                        or CORRECTING.search(sentence[:tok.start + tok.len]))
             content += tok.tag.startswith(CONTENT_TAGS)
             auxiliary = tokens[i + 1].tag == 'VX'  # '갖고 싶어', '하고 있어': one predicate
             if tok.tag == 'EC' and tok.form in CLAUSE_ENDINGS and not after_negation \
@@ -135,7 +139,7 @@ class RuleExtractor:
                 if content >= MIN_CLAUSE_CONTENT:  # '학교 마치고' is no statement of its own
                     cuts.append(tok.start + tok.len)
                     content = 0
-            elif tok.tag == 'SP' and content and not _after_negation(tokens, i):
+            elif tok.tag == 'SP' and korean and content and not _after_negation(tokens, i):
                 cuts.append(tok.start + tok.len)
                 content = 0
             elif tok.tag == 'EF' and tokens[i + 1].tag not in ('SF', 'SP', 'SE', 'SW'):
@@ -150,22 +154,35 @@ class RuleExtractor:
         return [p.strip(' ,') for p in pieces if p.strip(' ,')]
 
     def _segments(self, clauses: Sequence[str]) -> List[Tuple[str, str]]:
-        """Group clauses: a clause of no kind joins the one before; a new kind starts anew."""
-        segments: List[List] = []  # [kind or None, text]
+        """Group clauses into statements: one per kind, fragments joining the one before.
+
+        A clause of no kind, of the weak kind 'other', or without a predicate ('분홍색 토끼
+        필통', '이름은 두부') belongs to the statement before it; a clause of a new kind starts
+        a new one; questions, requests and chit-chat stand apart and are dropped.
+        """
+        segments: List[List] = []  # [kind or None or 'skip', text]
         for clause in clauses:
             kind = self.kind_of(clause)
-            skipped = kind is None and self._skipped(clause)
-            if segments and not skipped and (kind is None or kind == segments[-1][0]
-                                             or segments[-1][0] is None):
-                last = segments[-1]
-                last[0] = last[0] or kind
-                last[1] = f'{last[1]} {clause}'
-            elif skipped:
+            if kind is None and self._skipped(clause):
                 segments.append(['skip', clause])
+                continue
+            last = segments[-1] if segments and segments[-1][0] != 'skip' else None
+            weak = kind in (None, 'other') or not self._predicate(clause)
+            if last is not None and (weak or kind == last[0] or last[0] in (None, 'other')):
+                if last[0] in (None, 'other') and kind is not None:
+                    last[0] = kind
+                last[1] = f'{last[1]} {clause}'
             else:
                 segments.append([kind, clause])
         return [(k, t) for k, t in segments if k not in (None, 'skip')] + \
             [('', t) for k, t in segments if k is None]
+
+    def _predicate(self, clause: str) -> bool:
+        """Return True when a clause says something (a verb, adjective or copula; English)."""
+        if not has_hangul(clause):
+            return len(clause.split()) >= 3
+        return any(t.tag in ('VV', 'VA', 'VX', 'VCP', 'VCN', 'EF', 'XSV', 'XSA')
+                   for t in self.analyzer.tokenize(clause))
 
     def _skipped(self, clause: str) -> bool:
         low = self._norm(clause)
