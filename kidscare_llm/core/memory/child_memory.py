@@ -29,6 +29,7 @@ GENERIC_TERMS = {'나', '내', '저', '제', '우리', '이제', '요즘', '요�
                  'now', 'like', 'do', 'don', 't', 's', 'm', 'to', 'on', 'in', 'and', 'it',
                  'we', 'our', 'of', 'got', 'one', 'new', 'anymore', 'really', 'so', 'very',
                  '개', '살', '마리', '명', '번', '시', '분', '층', '권', '장', '등'}
+CONTINUE_S = 600  # a change said this soon after a statement may continue it
 DENSE_RANGE = (0.80, 0.95)  # cosines mapped onto 0..1 for fusion
 # The copula after a name ('콩이야', '나비야'): a correction replaces the name and it together.
 COPULA = re.compile('이야|야|이에요|예요|이다|다|이래|래')
@@ -124,6 +125,8 @@ class ChildMemory:
                                   said.timestamp(), said.date().isoformat(), session,
                                   message_id, cand.event_date)
                 replaced = self._replaced(store, cand, words, vector, item)
+                if not replaced and cand.changes:
+                    replaced, vector = self._continued(store, cand, words, vector, item)
                 store.add(item, self.analyzer.terms(item.text) if item.text != cand.text
                           else words, vector)
                 if replaced:
@@ -188,6 +191,26 @@ class ChildMemory:
                 if item.kind == 'other':
                     item.kind = old.kind
         return replaced
+
+    def _continued(self, store: ChildStore, cand: Candidate, terms: List[str], vector,
+                   item: MemoryItem):
+        """Read a change that names no topic with the child's statement just before it.
+
+        "태권도 관장님이 바뀌었어" then "그래서 요즘은 월수금에 가": the second replaces "화요일이랑
+        목요일에 태권도 가" and is kept with the words that say what it is about.
+        """
+        recent = [i for i in store.items() if i.session == item.session and
+                  0 <= item.created_at - i.created_at <= CONTINUE_S]
+        if not recent:
+            return [], vector
+        before = recent[-1]
+        replaced = [i for i in self._replaced(store, cand, terms + self.analyzer.terms(
+            before.text), vector, item) if i != before.id]
+        if replaced:
+            item.text = f'{before.text} {item.text}'
+            item.kind = before.kind if item.kind == 'other' else item.kind
+            vector = self.embedder.passages([item.text])[0]
+        return replaced, vector
 
     def _names(self, text: str) -> set:
         """Return the names in a text (proper nouns, capitalised foreign words), lower-cased."""
@@ -314,7 +337,10 @@ class ChildMemory:
 
 
 def _share_noun(nouns, terms) -> bool:
-    """Return True when a word of one is a word of the other, or begins it ('짝', '짝꿍')."""
-    return any(a == b or a.startswith(b) or b.startswith(a) or (min(len(a), len(b)) > 1 and (
-        a in b or b in a)) for a in nouns if not a.isdigit()
+    """Return True when a word of one is, or holds, a word of the other ('치즈', '스트링치즈').
+
+    One-syllable words count only whole: '금' is not '금요일'.
+    """
+    return any(a == b or (min(len(a), len(b)) > 1 and (a in b or b in a))
+               for a in nouns if not a.isdigit()
                for b in terms if b not in GENERIC_TERMS and not b.isdigit())
