@@ -169,6 +169,9 @@ class ChatEngine:
         verdict = None
         if self.safety is not None:  # before retrieval and generation
             verdict = self.safety.check_input(text)
+            # patterns over turns and days (grooming, low mood, the same bully): their own alerts
+            self.safety.conversation.watch(user, session_id, text, verdict, self.store,
+                                           self.alerts)
             if verdict.flagged:
                 return self._safe_reply(user, session_id, text, verdict, on_sentence)
         message_id = self.store.add(session_id, 'user', text)
