@@ -27,6 +27,7 @@ import unicodedata
 from kidscare_llm.core.paths import cache_dir
 from kidscare_llm.core.rag.korean import KoreanAnalyzer
 from kidscare_llm.core.safety.classifier import SafetyClassifier
+from kidscare_llm.core.safety.conversation import ConversationMonitor
 from kidscare_llm.core.safety.lexicon import CategoryRules, morph_string, strings
 from kidscare_llm.core.safety.normalise import compact, JAMO_RUN, normalise
 from kidscare_llm.core.safety.policy import default_safety_dir, found, read_yaml, SafetyPolicy
@@ -111,7 +112,8 @@ class SafetyChecker:
     """Checks the child's words, the model's sentences and retrieved passages."""
 
     def __init__(self, policy: SafetyPolicy, categories: Dict[str, CategoryRules],
-                 exemplars: Exemplars, analyzer: Optional[KoreanAnalyzer] = None):
+                 exemplars: Exemplars, analyzer: Optional[KoreanAnalyzer] = None,
+                 conversation: Optional[ConversationMonitor] = None):
         self.policy = policy
         self.categories = categories
         self.exemplars = exemplars
@@ -120,6 +122,12 @@ class SafetyChecker:
         self._lock = threading.Lock()
         self._clf_lock = threading.Lock()
         self._turn: Dict[str, int] = {}
+        # patterns over a child's turns (conversation.py); the engine calls its watch()
+        self.conversation = conversation or ConversationMonitor(None, self.standardise)
+
+    def standardise(self, text: str) -> str:
+        """Return a text normalised and standardised as the checks read it (no Kiwi)."""
+        return self.policy.standardise(normalise(text))
 
     @classmethod
     def load(cls, config_dir: Optional[Path] = None,
@@ -139,7 +147,9 @@ class SafetyChecker:
         benign = strings(read_yaml(path), 'exemplars', path) if path.is_file() else []
         exemplars = Exemplars.gather({n: categories[n].exemplars for n in policy.priority},
                                      benign)
-        return cls(policy, categories, exemplars, analyzer)
+        checker = cls(policy, categories, exemplars, analyzer)
+        checker.conversation = ConversationMonitor.load(config_dir, checker.standardise)
+        return checker
 
     def classifier(self) -> Optional[SafetyClassifier]:
         """Return the learned stage (trained on first use, then read from the cache)."""

@@ -68,8 +68,12 @@ def read_labelled(path: Path) -> List[Tuple[str, str]]:
 
 
 def read_examples(folder: Path) -> List[Tuple[str, str]]:
-    """Return [(text, label)] of every *.jsonl file in folder, in name order."""
-    return [row for path in sorted(folder.glob('*.jsonl')) for row in read_labelled(path)]
+    """Return [(text, label)] of every *.jsonl file in folder, in name order.
+
+    conversations_*.jsonl (multi-turn examples of the conversation stage) are not lines.
+    """
+    return [row for path in sorted(folder.glob('*.jsonl'))
+            if not path.name.startswith('conversations') for row in read_labelled(path)]
 
 
 class SafetyClassifier:

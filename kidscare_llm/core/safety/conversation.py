@@ -1,0 +1,293 @@
+"""Conversation-level risk: patterns a child tells in pieces, over several turns and days.
+
+No single line of "아저씨가 사탕 줬어" … "엄마한테는 비밀이래" … "내일 차 타고 어디 가자고 했어"
+is alarming; together they are grooming. Likewise a low mood or self-blame said again and
+again, or the same classmate hurting the child again. The per-utterance checker cannot see
+these, so this stage keeps, per child, the recent child turns (rebuilt from the session store
+at the first turn after a start, `window_days` back) with the cues each one carries (regexes
+in config/safety/conversation.yaml), and raises an alert of its own category (grooming,
+low_mood, bullying_repeat) whose reason lists the turns that made the pattern. Rules, not a
+model: each cue and each pattern is a line an operator can read and change.
+"""
+
+from dataclasses import dataclass, field
+import logging
+from pathlib import Path
+import threading
+import time
+from typing import Callable, Dict, FrozenSet, List, Optional, Pattern, Tuple
+
+from kidscare_llm.core.errors import ConfigError
+from kidscare_llm.core.safety.lexicon import alternation, strings
+from kidscare_llm.core.safety.normalise import compact
+
+log = logging.getLogger(__name__)
+
+CONVERSATION_FILE = 'conversation.yaml'
+GROOMING_MORE = ('gift', 'secret', 'alone', 'ride', 'photo')  # besides the adult
+ISOLATING = ('secret', 'alone', 'photo_ask', 'touch')  # grooming needs one (or a stranger's ride)
+CUES = ('adult', 'stranger', 'online', 'meet', 'photo_ask', 'touch') + GROOMING_MORE + (
+    'surprise', 'low', 'blame', 'persist', 'recover', 'hurt', 'resolved', 'again', 'same',
+    'story')
+SETTINGS = {'enabled': True, 'window_turns': 40, 'window_days': 14.0, 'low_mood_turns': 3,
+            'blame_turns': 2, 'bullying_turns': 2, 'bullying_turns_without_again': 3}
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One child turn as this stage remembers it."""
+
+    text: str
+    time: float
+    cues: FrozenSet[str]
+    peer: str = ''  # who hurt the child ('' none named; a pronoun resolves to the last one)
+
+
+@dataclass(frozen=True)
+class ConversationAlert:
+    """A pattern over turns; reads like a Verdict for AlertLog.raise_alert."""
+
+    category: str  # grooming | low_mood | bullying_repeat
+    reason: str  # the pattern and the turns that made it
+    turns: Tuple[str, ...]
+    action: str = 'alert'
+    alert: bool = True
+
+
+@dataclass
+class _Child:
+    turns: List[Turn] = field(default_factory=list)
+    since: Dict[str, int] = field(default_factory=dict)  # category -> turns before don't count
+    dropped: int = 0  # turns dropped off the front (keeps `since` indexes absolute)
+
+
+class ConversationRules:
+    """The cues of conversation.yaml, compiled; `cues(text)` says which a turn carries."""
+
+    def __init__(self, cues: Dict[str, Pattern], peer: List[Pattern],
+                 not_peers: FrozenSet[str], settings: dict):
+        self.cue_rx = cues
+        self.peer_rx = peer
+        self.not_peers = not_peers
+        self.settings = settings
+
+    @classmethod
+    def parse(cls, data: dict, path: Path) -> 'ConversationRules':
+        """Validate conversation.yaml's mapping (ConfigError naming the fix)."""
+        cues = data.get('cues') or {}
+        unknown = set(cues) - set(CUES)
+        if not isinstance(cues, dict) or unknown:
+            raise ConfigError(f'{path}: cues must map some of {", ".join(CUES)} to regex lists '
+                              f'(unknown: {sorted(unknown)}); fix it')
+        compiled = {k: alternation(strings(cues, k, path), path, f'cues.{k}') for k in cues}
+        settings = dict(SETTINGS)
+        for key, default in SETTINGS.items():
+            try:
+                settings[key] = type(default)(data.get(key, default))
+            except (TypeError, ValueError):
+                raise ConfigError(f'{path}: {key} must be like {default!r}; fix it') from None
+        peer = [alternation([p], path, 'peer_subject')
+                for p in strings(data, 'peer_subject', path)]
+        if any('who' not in rx.groupindex for rx in peer):
+            raise ConfigError(f'{path}: each peer_subject needs a (?P<who>...) group; add it')
+        return cls({k: v for k, v in compiled.items() if v is not None}, peer,
+                   frozenset(strings(data, 'not_peers', path)), settings)
+
+    def cues(self, spaced: str) -> FrozenSet[str]:
+        """Return the cue kinds of a normalised turn (with and without spaces)."""
+        packed = compact(spaced)
+        found = {k for k, rx in self.cue_rx.items() if rx.search(spaced) or rx.search(packed)}
+        if 'online' in found:
+            found |= {'adult', 'stranger'}  # met online: an adult the child does not know
+        if 'surprise' in found:
+            found.discard('secret')  # a surprise for mom is a happy secret
+        if 'resolved' in found:
+            found.discard('hurt')
+        if 'story' in found:
+            found -= {'low', 'hurt'}  # a sad film, a game's fight
+        return frozenset(found)
+
+    def peer(self, spaced: str) -> str:
+        """Return who is named doing it (the subject nearest before the end), '' for none."""
+        names = [(m.start(), m.group('who')) for rx in self.peer_rx for m in rx.finditer(spaced)]
+        names = [n for _, n in sorted(names)]
+        names = [n for n in names if n not in self.not_peers]
+        if not names:
+            return ''
+        name = names[-1]
+        return name[:-1] if len(name) >= 3 and name.endswith('이') else name
+
+
+class ConversationMonitor:
+    """Per-child rolling state over recent turns; alerts on grooming, low mood, bullying."""
+
+    def __init__(self, rules: Optional[ConversationRules], standardise: Callable[[str], str]):
+        self.rules = rules
+        self.standardise = standardise  # the checker's normalise + rewrite
+        self._children: Dict[str, _Child] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, config_dir: Path, standardise: Callable[[str], str]) -> 'ConversationMonitor':
+        """Read config_dir/conversation.yaml (no file: the stage is off)."""
+        from kidscare_llm.core.safety.policy import read_yaml
+        path = Path(config_dir) / CONVERSATION_FILE
+        rules = ConversationRules.parse(read_yaml(path), path) if path.is_file() else None
+        return cls(rules, standardise)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the stage runs (conversation.yaml exists and says enabled)."""
+        return self.rules is not None and self.rules.settings['enabled']
+
+    def forget(self, user: str) -> None:
+        """Drop what is kept about a child (the caregiver deleted the child's data)."""
+        with self._lock:
+            self._children.pop(user, None)
+
+    def watch(self, user: str, session_id: str, text: str, verdict, store, alerts) -> list:
+        """Add a child turn and raise the conversation alerts it completes; return them.
+
+        The engine calls this once per child turn, flagged or not, before it stores the turn;
+        store (SessionStore, or None) gives the days before, alerts (AlertLog) raises them.
+        """
+        if not self.enabled:
+            return []
+        try:
+            found = self.observe(user, text, verdict=verdict,
+                                 history=lambda: _past_turns(store, user, self.rules))
+        except Exception:  # the child still gets an answer; the stage logs and carries on
+            log.exception('conversation stage failed on a turn of %s', user)
+            return []
+        for alert in found:
+            alerts.raise_alert(user, session_id, text, alert)
+        return found
+
+    def observe(self, user: str, text: str, now: Optional[float] = None, verdict=None,
+                history: Optional[Callable[[], List[Tuple[str, float]]]] = None) -> list:
+        """Add one child turn (history(): earlier turns, read at a child's first turn)."""
+        if not self.enabled:
+            return []
+        now = time.time() if now is None else now
+        with self._lock:
+            child = self._children.get(user)
+            if child is None:
+                child = self._children[user] = _Child()
+                for old_text, old_time in (history() if history else []):
+                    self._add(child, old_text, old_time)
+                child.since = {c: len(child.turns) for c in
+                               ('grooming', 'low_mood', 'bullying_repeat')}  # alerted before
+            self._add(child, text, now, verdict)
+            return self._patterns(child)
+
+    def _add(self, child: _Child, text: str, when: float, verdict=None) -> None:
+        spaced = self.standardise(text)
+        cues = set(self.rules.cues(spaced))
+        if verdict is not None and getattr(verdict, 'category', None) == 'self_harm':
+            cues.add('low')  # a self-harm line said as a joke still counts as a low turn
+        if 'same' in cues and child.turns:  # "오늘도 그랬어": what the turn before said
+            before = child.turns[-1]
+            cues |= {'hurt', 'again'} if 'hurt' in before.cues else set()
+            cues |= {'low', 'persist'} if before.cues & {'low', 'blame'} else set()
+        peer = self.rules.peer(spaced) if 'hurt' in cues or 'resolved' in cues else ''
+        child.turns.append(Turn(text, when, frozenset(cues), peer))
+        s = self.rules.settings
+        while child.turns and (len(child.turns) > s['window_turns']
+                               or child.turns[0].time < when - s['window_days'] * 86400):
+            child.turns.pop(0)
+            child.dropped += 1
+
+    def _recent(self, child: _Child, category: str) -> List[Tuple[int, Turn]]:
+        start = child.since.get(category, 0)
+        return [(child.dropped + i, t) for i, t in enumerate(child.turns)
+                if child.dropped + i >= start]
+
+    def _patterns(self, child: _Child) -> List[ConversationAlert]:
+        out = []
+        for category, rule in (('grooming', self._grooming), ('low_mood', self._low_mood),
+                               ('bullying_repeat', self._bullying)):
+            recent = self._recent(child, category)
+            found = rule(recent)
+            if found:
+                why, turns = found
+                child.since[category] = child.dropped + len(child.turns)  # new evidence next
+                first = recent[0][0]
+                listed = '; '.join(f'turn {i - first + 1} "{t.text}" '
+                                   f'({", ".join(sorted(t.cues - {"persist", "again"}))})'
+                                   for i, t in turns)
+                out.append(ConversationAlert(category, f'{category}: {why}: {listed}',
+                                             tuple(t.text for _, t in turns)))
+        return out
+
+    def _grooming(self, recent):
+        """Return (why, turns) of grooming, else None.
+
+        An adult who is not a parent + isolation (a secret, meeting alone, a photo asked for,
+        a stranger's ride) + one more cue (a stranger asking for a photo is two); a secret
+        told within three turns after a surprise does not count.
+        """
+        stranger = any('stranger' in t.cues for _, t in recent)
+        cued, kinds = [], set()
+        for n, (i, t) in enumerate(recent):
+            if 'meet' in t.cues and (kinds | t.cues) & {'adult'}:
+                kinds.add('alone')  # an adult (this turn or before) asks to meet
+            cues = set(t.cues) & (set(GROOMING_MORE) | {'adult', 'photo_ask', 'touch'})
+            if 'secret' in cues and any('surprise' in u.cues for _, u in recent[max(0, n - 3):n]):
+                cues.discard('secret')
+            if cues:
+                cued.append((i, t))
+                kinds |= cues
+        isolating = set(ISOLATING) | ({'ride'} if stranger else set())
+        counted = kinds - {'adult'} if stranger else kinds - {'adult', 'photo_ask'}
+        if 'adult' in kinds and kinds & isolating and len(counted) >= 2:
+            return ('an adult who is not a parent with ' + ', '.join(
+                sorted(kinds - {'adult'})), cued)
+        return None
+
+    def _low_mood(self, recent):
+        """Return (why, turns) of low mood or self-blame said again (since feeling better)."""
+        s = self.rules.settings
+        last_ok = max((n for n, (_, t) in enumerate(recent) if 'recover' in t.cues), default=-1)
+        low = [(i, t) for i, t in recent[last_ok + 1:] if t.cues & {'low', 'blame'}]
+        blame = [x for x in low if 'blame' in x[1].cues]
+        lasting = any(t.cues & {'persist', 'blame'} for _, t in low)
+        if len(blame) >= s['blame_turns'] or (len(low) >= s['low_mood_turns'] and lasting):
+            return (f'low mood or self-blame in {len(low)} turns', low)
+        return None
+
+    def _bullying(self, recent):
+        """The same peer hurting the child again (a pronoun is the last peer named)."""
+        s = self.rules.settings
+        by_peer: Dict[str, List[Tuple[int, Turn]]] = {}
+        last = ''
+        for i, t in recent:
+            peer = t.peer or last
+            if t.peer:
+                last = t.peer
+            if 'resolved' in t.cues:
+                by_peer.pop(peer, None)
+            elif 'hurt' in t.cues:
+                by_peer.setdefault(peer, []).append((i, t))
+        for peer, turns in by_peer.items():
+            # a peer named in two turns is "again"; unnamed children need "또/맨날" said
+            again = bool(peer) or any(t.cues & {'again', 'persist'} for _, t in turns)
+            if len(turns) >= s['bullying_turns_without_again'] or \
+                    (len(turns) >= s['bullying_turns'] and again):
+                who = f'"{peer}"' if peer else 'the same children'
+                return (f'{who} hurt the child in {len(turns)} turns', turns)
+        return None
+
+
+def _past_turns(store, user: str, rules: ConversationRules) -> List[Tuple[str, float]]:
+    """Return the child's turns of the last window_days from the session store, oldest first."""
+    if store is None:
+        return []
+    since = time.time() - rules.settings['window_days'] * 86400
+    turns = []
+    for session_id, created, _ in store.session_rows(user):
+        rows = [(r[2], r[3]) for r in store.transcript(session_id)
+                if r[1] == 'user' and r[3] >= since]
+        turns = rows + turns  # session_rows is newest first
+        if created < since:
+            break
+    return turns[-rules.settings['window_turns']:]
