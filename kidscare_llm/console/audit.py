@@ -1,11 +1,12 @@
 """The audit log: every caregiver action (who, from where, what, when) as one JSON line."""
 
 import json
-import os
 from pathlib import Path
 import threading
 import time
 from typing import List
+
+from kidscare_llm.core.paths import append_line
 
 
 class AuditLog:
@@ -20,11 +21,7 @@ class AuditLog:
         entry = {'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'who': who, 'from': address,
                  'action': action, 'target': target}
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, 'a', encoding='utf-8') as out:
-                out.write(json.dumps(entry, ensure_ascii=False) + '\n')
-                out.flush()
-                os.fsync(out.fileno())
+            append_line(self.path, entry)
         return entry
 
     def recent(self, n: int = 100) -> List[dict]:

@@ -1,5 +1,6 @@
 """Where things live: the package's shared files (config, persona) and the data dir."""
 
+import json
 import os
 from pathlib import Path
 import sys
@@ -62,3 +63,23 @@ def cache_dir() -> Path:
         return Path(os.environ['KIDSCARE_CACHE_DIR']).expanduser()
     xdg = os.environ.get('XDG_CACHE_HOME') or str(Path.home() / '.cache')
     return Path(xdg) / PACKAGE
+
+
+def append_line(path: Path, record: dict) -> None:
+    """Append one JSON line and fsync it: a record an adult relies on survives a crash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'a', encoding='utf-8') as out:
+        out.write(json.dumps(record, ensure_ascii=False) + '\n')
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write a file whole through a fsynced temporary beside it: never half written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + '.tmp')
+    with open(tmp, 'w', encoding='utf-8') as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    tmp.replace(path)

@@ -8,13 +8,13 @@ the defaults under it. A child's own rule overrides the all-children rule field 
 from dataclasses import asdict, dataclass
 import datetime as dt
 import json
-import os
 from pathlib import Path
 import re
 import threading
 from typing import Dict, Optional, Tuple
 
 from kidscare_llm.core.errors import KidscareError
+from kidscare_llm.core.paths import replace_file
 
 ALL = '*'  # the key of the rule for every child
 SPAN = re.compile(r'^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*$')
@@ -123,13 +123,8 @@ class RuleBook:
     def _save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix('.tmp')
-        with open(tmp, 'w', encoding='utf-8') as out:
-            json.dump({k: asdict(v) for k, v in self._rules.items()}, out, ensure_ascii=False)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(self.path)
+        replace_file(self.path, json.dumps({k: asdict(v) for k, v in self._rules.items()},
+                                           ensure_ascii=False))
 
     def verdict(self, user: str, now: dt.datetime, minutes_today: float) -> Optional[str]:
         """Return 'quiet_hours' or 'daily_limit' when a rule says not to talk now, else None."""

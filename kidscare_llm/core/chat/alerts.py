@@ -3,11 +3,12 @@
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 import threading
 import time
 from typing import Callable, Dict, List, Optional
+
+from kidscare_llm.core.paths import append_line, replace_file
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,7 @@ class AlertLog:
                  'utterance': text, 'reason': verdict.reason}
         if self.path is not None:
             try:
-                with open(self.path, 'a', encoding='utf-8') as out:
-                    out.write(json.dumps(alert, ensure_ascii=False) + '\n')
-                    out.flush()
-                    os.fsync(out.fileno())
+                append_line(self.path, alert)
             except OSError as exc:
                 log.error('cannot record the caregiver alert in %s: %s', self.path, exc)
         log.warning('caregiver alert: %s', json.dumps(alert, ensure_ascii=False))
@@ -76,12 +74,7 @@ def remove_alerts(path: Path, keep: Callable[[dict], bool]) -> int:
         kept.append(line)
     removed = len(lines) - len(kept)
     if removed:
-        tmp = path.with_suffix(path.suffix + '.tmp')
-        with open(tmp, 'w', encoding='utf-8') as out:
-            out.write(''.join(line + '\n' for line in kept))
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(path)
+        replace_file(path, ''.join(line + '\n' for line in kept))
     return removed
 
 
@@ -97,11 +90,7 @@ class AckLog:
         ack = {'id': alert['id'], 'user': alert.get('user', ''), 'by': by, 'note': note,
                'time': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, 'a', encoding='utf-8') as out:
-                out.write(json.dumps(ack, ensure_ascii=False) + '\n')
-                out.flush()
-                os.fsync(out.fileno())
+            append_line(self.path, ack)
         return ack
 
     def all(self) -> Dict[str, dict]:
