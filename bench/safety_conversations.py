@@ -1,4 +1,4 @@
-"""Conversation-level risk: are risky conversations alerted by the turn that completes them?
+"""Conversation-level risk: risky conversations alerted by the turn that completes them.
 
 Reads JSONL lines {"id", "label": grooming | low_mood | bullying_repeat | benign, "turns":
 [child turns...], "complete_at": N} (N: the turn, counted from 1, by which the pattern is

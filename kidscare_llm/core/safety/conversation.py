@@ -175,8 +175,7 @@ class ConversationMonitor:
                 child = self._children[user] = _Child()
                 for old_text, old_time in (history() if history else []):
                     self._add(child, old_text, old_time)
-                child.since = {c: len(child.turns) for c in
-                               ('grooming', 'low_mood', 'bullying_repeat')}  # alerted before
+                    self._patterns(child)  # complete before this start: alerted then
             self._add(child, text, now, verdict)
             return self._patterns(child)
 
@@ -256,7 +255,7 @@ class ConversationMonitor:
         return None
 
     def _bullying(self, recent):
-        """The same peer hurting the child again (a pronoun is the last peer named)."""
+        """Return (why, turns) of the same peer hurting the child again (걔: the last named)."""
         s = self.rules.settings
         by_peer: Dict[str, List[Tuple[int, Turn]]] = {}
         last = ''
