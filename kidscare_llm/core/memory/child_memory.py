@@ -279,6 +279,8 @@ class ChildMemory:
                 both_answer = old.kind in asked and min(old.score, new.score) >= \
                     self.answer_share * best
                 if both_answer or _share_noun(nouns, terms.get(new.id, ())):
+                    # the newer answers whatever the older answered, and comes first
+                    new.score = max(new.score, old.score + 0.01)
                     old.score -= self.older_penalty
                     break
 
