@@ -125,6 +125,13 @@ class SafetyChecker:
         # patterns over a child's turns (conversation.py); the engine calls its watch()
         self.conversation = conversation or ConversationMonitor(None, self.standardise)
 
+    def probabilities(self, text: str) -> Dict[str, float]:
+        """Return the learned stage's P(category) of a text ({} when it is off)."""
+        clf = self.classifier()
+        if clf is None:
+            return {}
+        return dict(zip(clf.classes, map(float, clf.proba(*self.analyse.spaced_and_morphs(text)))))
+
     def standardise(self, text: str) -> str:
         """Return a text normalised and standardised as the checks read it (no Kiwi)."""
         return self.policy.standardise(normalise(text))
@@ -148,7 +155,8 @@ class SafetyChecker:
         exemplars = Exemplars.gather({n: categories[n].exemplars for n in policy.priority},
                                      benign)
         checker = cls(policy, categories, exemplars, analyzer)
-        checker.conversation = ConversationMonitor.load(config_dir, checker.standardise)
+        checker.conversation = ConversationMonitor.load(config_dir, checker.standardise,
+                                                        checker.probabilities)
         return checker
 
     def classifier(self) -> Optional[SafetyClassifier]:

@@ -24,8 +24,8 @@ from kidscare_llm.core.safety.normalise import compact
 log = logging.getLogger(__name__)
 
 CONVERSATION_FILE = 'conversation.yaml'
-GROOMING_MORE = ('gift', 'secret', 'alone', 'ride', 'photo')  # besides the adult
-ISOLATING = ('secret', 'alone', 'photo_ask', 'touch')  # grooming needs one (or a stranger's ride)
+GROOMING_MORE = ('gift', 'secret', 'alone', 'ride', 'photo', 'contact', 'special')  # + adult
+ISOLATING = ('secret', 'alone', 'photo_ask', 'touch', 'contact')  # or a stranger's ride
 CUES = ('adult', 'stranger', 'online', 'meet', 'photo_ask', 'touch') + GROOMING_MORE + (
     'surprise', 'low', 'blame', 'persist', 'recover', 'hurt', 'resolved', 'again', 'same',
     'story')
@@ -65,7 +65,9 @@ class ConversationRules:
     """The cues of conversation.yaml, compiled; `cues(text)` says which a turn carries."""
 
     def __init__(self, cues: Dict[str, Pattern], peer: List[Pattern],
-                 not_peers: FrozenSet[str], settings: dict):
+                 not_peers: FrozenSet[str], settings: dict,
+                 learned: Optional[Dict[str, Dict[str, float]]] = None):
+        self.learned = learned or {}  # cue -> {classifier category: P that adds the cue}
         self.cue_rx = cues
         self.peer_rx = peer
         self.not_peers = not_peers
@@ -90,8 +92,16 @@ class ConversationRules:
                 for p in strings(data, 'peer_subject', path)]
         if any('who' not in rx.groupindex for rx in peer):
             raise ConfigError(f'{path}: each peer_subject needs a (?P<who>...) group; add it')
+        learned = data.get('classifier_cues') or {}
+        if not isinstance(learned, dict) or not all(
+                k in CUES and isinstance(v, dict)
+                and all(isinstance(x, (int, float)) and 0 < x <= 1 for x in v.values())
+                for k, v in learned.items()):
+            raise ConfigError(f'{path}: classifier_cues must map cues to {{category: P in '
+                              '(0, 1]}}; fix it')
         return cls({k: v for k, v in compiled.items() if v is not None}, peer,
-                   frozenset(strings(data, 'not_peers', path)), settings)
+                   frozenset(strings(data, 'not_peers', path)), settings,
+                   {k: {c: float(x) for c, x in v.items()} for k, v in learned.items()})
 
     def cues(self, spaced: str) -> FrozenSet[str]:
         """Return the cue kinds of a normalised turn (with and without spaces)."""
@@ -121,19 +131,22 @@ class ConversationRules:
 class ConversationMonitor:
     """Per-child rolling state over recent turns; alerts on grooming, low mood, bullying."""
 
-    def __init__(self, rules: Optional[ConversationRules], standardise: Callable[[str], str]):
+    def __init__(self, rules: Optional[ConversationRules], standardise: Callable[[str], str],
+                 probabilities: Optional[Callable[[str], Dict[str, float]]] = None):
         self.rules = rules
         self.standardise = standardise  # the checker's normalise + rewrite
+        self.probabilities = probabilities  # the classifier's P(category) of a text, or None
         self._children: Dict[str, _Child] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, config_dir: Path, standardise: Callable[[str], str]) -> 'ConversationMonitor':
+    def load(cls, config_dir: Path, standardise: Callable[[str], str],
+             probabilities=None) -> 'ConversationMonitor':
         """Read config_dir/conversation.yaml (no file: the stage is off)."""
         from kidscare_llm.core.safety.policy import read_yaml
         path = Path(config_dir) / CONVERSATION_FILE
         rules = ConversationRules.parse(read_yaml(path), path) if path.is_file() else None
-        return cls(rules, standardise)
+        return cls(rules, standardise, probabilities)
 
     @property
     def enabled(self) -> bool:
@@ -182,6 +195,14 @@ class ConversationMonitor:
     def _add(self, child: _Child, text: str, when: float, verdict=None) -> None:
         spaced = self.standardise(text)
         cues = set(self.rules.cues(spaced))
+        learned = self.rules.learned
+        if learned and self.probabilities is not None and 'story' not in cues:
+            # the classifier has read many more ways to say it than the cue lists
+            p = self.probabilities(text)
+            cues |= {cue for cue, bars in learned.items()
+                     if any(p.get(c, 0.0) >= bar for c, bar in bars.items())}
+            if 'resolved' in cues:
+                cues.discard('hurt')
         if verdict is not None and getattr(verdict, 'category', None) == 'self_harm':
             cues.add('low')  # a self-harm line said as a joke still counts as a low turn
         if 'same' in cues and child.turns:  # "오늘도 그랬어": what the turn before said
