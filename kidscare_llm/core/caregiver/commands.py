@@ -186,10 +186,17 @@ class CaregiverDesk:
                                  getattr(self.engine, 'memory', None), self.rules, user)
 
     def do_child_delete(self, user: str) -> dict:
-        """Delete one child entirely (sessions, messages, alerts, KV snapshots, memory, rule)."""
-        return data.delete_child(self.engine.store, self.alerts_path, self.engine.backend,
-                                 getattr(self.engine, 'memory', None), self.rules,
-                                 clean_user(user))
+        """Delete one child entirely (sessions, messages, alerts, KV snapshots, memory, rule).
+
+        The safety checker's rolling state of that child's recent turns goes too.
+        """
+        user = clean_user(user)
+        done = data.delete_child(self.engine.store, self.alerts_path, self.engine.backend,
+                                 getattr(self.engine, 'memory', None), self.rules, user)
+        safety = getattr(self.engine, 'safety', None)
+        if safety is not None:
+            safety.conversation.forget(user)
+        return done
 
     def do_retention_run(self, days: Optional[int] = None) -> dict:
         """Apply the retention now (days: this once, else retention.days)."""
