@@ -498,7 +498,7 @@ def test_launch_file_starts_the_voice_nodes_on_request():
                    if kw.arg == 'executable' and isinstance(kw.value, ast.Constant)]
     executables += [n.args[1].value for n in calls  # voice_node(context, 'stt_node', ...)
                     if isinstance(n.func, ast.Name) and n.func.id == 'voice_node']
-    assert sorted(executables) == ['chat_node', 'stt_node', 'tts_node']
+    assert sorted(executables) == ['chat_node', 'console_node', 'stt_node', 'tts_node']
     assert {'audio_in', 'audio_out', 'audio/in', 'audio/out'} <= strings
     assert all(f"'{e} = kidscare_llm.nodes.{e}:main'" in scripts for e in executables)
 
