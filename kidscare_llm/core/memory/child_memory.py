@@ -120,10 +120,11 @@ class ChildMemory:
         store = self._store(user, create=True)
         stored = []
         with store.lock:
-            for cand, words, vector in zip(candidates, terms, vectors):
+            for n, (cand, words, vector) in enumerate(zip(candidates, terms, vectors)):
+                # a millisecond apart: the statements of one utterance keep their order
                 item = MemoryItem(uuid.uuid4().hex[:12], user, cand.kind, cand.text,
-                                  said.timestamp(), said.date().isoformat(), session,
-                                  message_id, cand.event_date)
+                                  said.timestamp() + n / 1000, said.date().isoformat(),
+                                  session, message_id, cand.event_date)
                 replaced = self._replaced(store, cand, words, vector, item)
                 if not replaced and cand.changes:
                     replaced, vector = self._continued(store, cand, words, vector, item)
@@ -256,7 +257,7 @@ class ChildMemory:
             item.score = fused[item.id] + self.recency_boost * recency[item.id] + \
                 (self.kind_boost if item.kind in kinds else 0.0)
         self._prefer_newer(store, order, kinds)
-        ranked = sorted(items.values(), key=lambda i: -i.score)
+        ranked = sorted(items.values(), key=lambda i: (-i.score, -i.created_at))
         return [i for i in ranked if dense.get(i.id, 0.0) >= self.min_dense
                 or i.id in bm25 or i.kind in kinds][:k]
 
