@@ -104,7 +104,7 @@ def test_rule_book_child_over_all_over_default_and_saved(tmp_path):
     assert book.effective('mina').quiet == '22:00-06:00'
     book.set('*', '21:00-07:00', 60)
     book.set('mina', None, 30)
-    assert book.effective('mina') == book.effective('mina').__class__('21:00-07:00', 30)
+    assert book.effective('mina') == book.effective('mina').__class__('21:00-07:00', 30, True)
     assert book.effective('lion').limit_min == 60
     again = RuleBook(path, '', 0)  # a restart reads the saved book
     assert again.effective('mina').limit_min == 30 and again.effective('x').quiet == '21:00-07:00'

@@ -199,3 +199,28 @@ def test_the_model_stage_keeps_only_the_childs_own_words(tmp_path, parts):
         assert [(i.kind, i.text) for i in items] == [('fear', '나 천둥 무서워')]
     finally:
         memory.close()
+
+
+def test_a_caregiver_switches_memory_off_for_one_child(tmp_path, parts):
+    from kidscare_llm.core.caregiver.rules import RuleBook
+    from kidscare_llm.core.chat.recall import Recall
+
+    memory = ChildMemory(tmp_path / 'memory', *parts)
+    book = RuleBook(tmp_path / 'rules.json', '', 0)
+    recall = Recall(len, memory=memory)
+    recall.remembers = book.remembers
+    try:
+        recall.remember('하나', '나 땅콩 먹으면 안 돼', 'hana_0', 1)
+        book.set('라이언', None, None, memory=False)
+        recall.remember('라이언', '나 새우 먹으면 안 돼', 'lion_0', 2)
+        assert memory.list('라이언') == [] and len(memory.list('하나')) == 1
+        assert '땅콩' in recall.gather('하나', '나 뭐 못 먹지?', 3, 3, 600).message
+        book.set('라이언', None, None, memory=True)
+        recall.remember('라이언', '나 새우 먹으면 안 돼', 'lion_0', 3)
+        assert '새우' in recall.gather('라이언', '나 뭐 못 먹지?', 3, 3, 600).message
+        book.set('*', None, None, memory=False)  # every child
+        book.remove('라이언')
+        assert recall.gather('라이언', '나 뭐 못 먹지?', 3, 3, 600).memories == []
+        assert RuleBook(tmp_path / 'rules.json', '', 0).remembers('하나') is False  # saved
+    finally:
+        memory.close()

@@ -100,8 +100,10 @@ class Pages:
         user = str(form.get('user') or '*')
         quiet = str(form.get('quiet', '')).strip()
         limit = str(form.get('limit_min', '')).strip()
+        memory = str(form.get('memory', ''))
         args = {'user': user, 'quiet': quiet if quiet or user == '*' else None,
-                'limit_min': int(limit) if limit.isdigit() else (0 if user == '*' else None)}
+                'limit_min': int(limit) if limit.isdigit() else (0 if user == '*' else None),
+                'memory': {'on': True, 'off': False}.get(memory)}
         _, error = await self._ask('rules.set', **args)
         if not error:
             self.web.audit(request, who, 'set rule', json.dumps(args, ensure_ascii=False))

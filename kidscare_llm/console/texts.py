@@ -31,6 +31,8 @@ TEXTS = {
     'quiet_hours': ('조용한 시간 (예: 21:00-07:00)', 'Quiet hours (e.g. 21:00-07:00)'),
     'daily_limit': ('하루 대화 시간 (분, 0: 제한 없음)', 'Daily talk limit (minutes, 0: none)'),
     'inherit': ('비워 두면 위 규칙을 따라요', 'Leave empty to follow the rule above'),
+    'memory_switch': ('아이의 말 기억하기', 'Remember what the child says'),
+    'on': ('켬', 'on'), 'off': ('끔', 'off'),
     'save': ('저장', 'Save'), 'saved': ('저장했어요.', 'Saved.'),
     'default_rule': ('기본값 (매개변수)', 'Default (parameters)'),
     'node_down': ('챗 노드가 응답하지 않아요', 'The chat node did not answer'),

@@ -58,6 +58,9 @@ class CaregiverDesk:
         self.clock = clock
         self._retention_at = float('-inf')
         self.knowledge = KnowledgeDesk(engine, self.data_dir)
+        recall = getattr(engine, 'recall', None)
+        if recall is not None:  # a caregiver may switch child memory off for one child
+            recall.remembers = self.rules.remembers
         self.persona = PersonaDesk(engine, self.data_dir)
 
     @property
@@ -169,10 +172,10 @@ class CaregiverDesk:
         return self.rules.to_dict()
 
     def do_rules_set(self, user: str, quiet: Optional[str] = None,
-                     limit_min: Optional[int] = None) -> dict:
+                     limit_min: Optional[int] = None, memory: Optional[bool] = None) -> dict:
         """Set the rule of one child (or of all with user '*')."""
         user = user if user == '*' else clean_user(user)
-        self.rules.set(user, quiet, limit_min)
+        self.rules.set(user, quiet, limit_min, memory)
         return self.rules.to_dict()
 
     def do_rules_clear(self, user: str) -> dict:

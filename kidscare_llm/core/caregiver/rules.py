@@ -1,4 +1,4 @@
-"""Rules a caregiver sets: quiet hours and a daily talk limit, for every child or for one.
+"""Rules a caregiver sets: quiet hours, a daily talk limit, memory on or off; all or one child.
 
 The chat node owns the rule book (caregiver/rules.json under the data dir, changed only by
 caregiver commands); the node's parameters rules.quiet_hours and rules.daily_limit_min are
@@ -56,10 +56,14 @@ def in_span(span: Optional[Tuple[int, int]], minute: int) -> bool:
 
 @dataclass(frozen=True)
 class Rule:
-    """One rule: quiet hours ('' none) and a daily limit in minutes (0 none); None: inherit."""
+    """One rule: quiet hours, daily limit in minutes, child memory on; None: inherit.
+
+    quiet '' means none, limit_min 0 means none.
+    """
 
     quiet: Optional[str]
     limit_min: Optional[int]
+    memory: Optional[bool] = None
 
     def check(self) -> 'Rule':
         """Raise RuleError when a field is not valid; return the rule."""
@@ -75,13 +79,14 @@ class RuleBook:
 
     def __init__(self, path: Optional[Path], quiet_hours: str, daily_limit_min: int):
         self.path = Path(path) if path else None
-        self.default = Rule(quiet_hours, daily_limit_min).check()
+        self.default = Rule(quiet_hours, daily_limit_min, True).check()
         self._lock = threading.Lock()
         self._rules: Dict[str, Rule] = {}
         if self.path is not None and self.path.is_file():
             try:
                 doc = json.loads(self.path.read_text(encoding='utf-8'))
-                self._rules = {k: Rule(v.get('quiet'), v.get('limit_min')).check()
+                self._rules = {k: Rule(v.get('quiet'), v.get('limit_min'),
+                                       v.get('memory')).check()
                                for k, v in doc.items()}
             except (ValueError, AttributeError, RuleError) as exc:
                 raise RuleError(f'{self.path} is not a valid rule book ({exc}): fix or delete '
@@ -90,17 +95,24 @@ class RuleBook:
     def effective(self, user: str) -> Rule:
         """Return the rule that applies to a child: theirs, over all children's, over defaults."""
         with self._lock:
-            quiet, limit = self.default.quiet, self.default.limit_min
+            quiet, limit, memory = self.default.quiet, self.default.limit_min, True
             for key in (ALL, user):
                 rule = self._rules.get(key)
                 if rule is not None:
                     quiet = quiet if rule.quiet is None else rule.quiet
                     limit = limit if rule.limit_min is None else rule.limit_min
-        return Rule(quiet, limit)
+                    memory = memory if rule.memory is None else rule.memory
+        return Rule(quiet, limit, memory)
 
-    def set(self, user: str, quiet: Optional[str], limit_min: Optional[int]) -> Rule:
+    def remembers(self, user: str) -> bool:
+        """Return False when a caregiver switched child memory off for this child."""
+        return self.effective(user).memory is not False
+
+    def set(self, user: str, quiet: Optional[str], limit_min: Optional[int],
+            memory: Optional[bool] = None) -> Rule:
         """Set (validated first) and save the rule of one child, or of all with user '*'."""
-        rule = Rule(quiet, None if limit_min is None else int(limit_min)).check()
+        rule = Rule(quiet, None if limit_min is None else int(limit_min),
+                    None if memory is None else bool(memory)).check()
         with self._lock:
             self._rules[user] = rule
             self._save()

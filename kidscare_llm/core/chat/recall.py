@@ -22,6 +22,8 @@ class Recall:
         self.knowledge = knowledge  # core.rag.knowledge.KnowledgeBase, or None (rag off)
         self.memory = memory  # core.memory.child_memory.ChildMemory, or None (memory off)
         self.safety = safety
+        # a caregiver's per-child switch (core/caregiver/rules.py); everyone by default
+        self.remembers: Callable[[str], bool] = lambda user: True
 
     def gather(self, user: str, text: str, top_k: int, memory_k: int,
                budget: int) -> Retrieved:
@@ -35,7 +37,7 @@ class Recall:
     def remember(self, user: str, text: str, session: str, message_id: Optional[int],
                  verdict=None) -> None:
         """Keep what is worth keeping of the child's words (after the reply, off its path)."""
-        if self.memory is None:
+        if self.memory is None or not self.remembers(user):
             return
         try:
             items = self.memory.remember(user, text, session, message_id, verdict=verdict)
@@ -47,7 +49,7 @@ class Recall:
                      ', '.join(f'{i.kind} {i.id}' for i in items))
 
     def _memories(self, user: str, text: str, k: int) -> List:
-        if self.memory is None or k <= 0:
+        if self.memory is None or k <= 0 or not self.remembers(user):
             return []
         try:
             items = self.memory.recall(user, text, k)
