@@ -38,19 +38,33 @@ TURN_GAP_S = 20  # seconds between turns that carry no time of their own
 
 from kidscare_llm.core.memory.child_memory import ChildMemory  # noqa: E402
 from kidscare_llm.core.memory.rules import Candidate  # noqa: E402
+from kidscare_llm.core.memory.updates import Updates  # noqa: E402
+
+
+class _NoUpdates(Updates):
+    """Nothing replaces anything (the baseline keeps every utterance)."""
+
+    def replaced(self, store, cand, terms, vector, item):
+        """Replace nothing."""
+        return []
+
+    def continued(self, store, cand, terms, vector, item):
+        """Continue nothing."""
+        return [], vector
 
 
 class VerbatimMemory(ChildMemory):
     """The baseline: every utterance kept whole, nothing filtered, nothing superseded."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.updates = _NoUpdates(self.analyzer, self.embedder, self.rules)
 
     def _refused(self, user, text, verdict):
         return False
 
     def _extract(self, text, said):
         return [Candidate('other', text)]
-
-    def _replaced(self, store, cand, terms, vector, item):
-        return []
 
 
 def load(path: Path):
