@@ -15,6 +15,7 @@ import threading
 from typing import Callable, Optional, Tuple
 
 from kidscare_llm.core.chat.alerts import AlertLog
+from kidscare_llm.core.chat.answers import FixedAnswers
 from kidscare_llm.core.chat.generation import ReplyGenerator
 from kidscare_llm.core.chat.inputs import clean_utterance
 from kidscare_llm.core.chat.persona import Persona
@@ -25,7 +26,6 @@ from kidscare_llm.core.chat.sessions import SessionStore, StoredMessage
 from kidscare_llm.core.chat.summary import summarize
 from kidscare_llm.core.errors import ConfigError, OversizedUtterance
 from kidscare_llm.core.llm.base import Backend, Sampling
-from kidscare_llm.core.rag.korean import language_of
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class ChatEngine:
         self.options = options
         self.budget = self._budget(options)
         self._speaker = ReplyGenerator(self)
+        self._fixed = FixedAnswers(self)
 
     def _budget(self, options: EngineOptions) -> int:
         """Return the prompt budget (n_ctx minus the reply); refuse a persona over half of it."""
@@ -165,7 +166,7 @@ class ChatEngine:
             text = clean_utterance(text, options.max_utterance_chars)
         except OversizedUtterance as exc:
             log.warning('user %s: %s; refused', user, exc)
-            return self._canned(session_id, 'too_long', 'refused', on_sentence)
+            return self._fixed.line(session_id, 'too_long', 'refused', on_sentence)
         verdict = None
         if self.safety is not None:  # before retrieval and generation
             verdict = self.safety.check_input(text)
@@ -173,7 +174,7 @@ class ChatEngine:
             self.safety.conversation.watch(user, session_id, text, verdict, self.store,
                                            self.alerts)
             if verdict.flagged:
-                return self._safe_reply(user, session_id, text, verdict, on_sentence)
+                return self._fixed.safe(user, session_id, text, verdict, on_sentence)
         message_id = self.store.add(session_id, 'user', text)
         history = self.store.history(session_id)
         retrieved = self.recall.gather(user, text, options.top_k, options.memory_top_k,
@@ -230,28 +231,3 @@ class ChatEngine:
             self.memory.close()
         self.recall.knowledge = self.recall.memory = self.backend = None
         self.store.close()
-
-    def _safe_reply(self, user: str, session_id: str, text: str, verdict,
-                    on_sentence: Optional[Callable[[str], None]]) -> Reply:
-        """Answer a flagged utterance with the category's safe line; alert if the policy says.
-
-        Both turns are stored (the conversation stays whole); the model never sees the words.
-        """
-        log.warning('user %s: input flagged %s, action %s (%s)', user, verdict.category,
-                    verdict.action, verdict.reason)
-        if verdict.alert:
-            self.alerts.raise_alert(user, session_id, text, verdict)
-        line = self.safety.reply_for(verdict, language_of(text))
-        self.store.add(session_id, 'user', text)
-        self.store.add(session_id, 'assistant', line)
-        self.backend.forget(session_id)  # the KV snapshot no longer matches the stored history
-        if on_sentence:
-            on_sentence(line)
-        return Reply(line, session_id, kind='safety', sentences=[line])
-
-    def _canned(self, session_id: str, key: str, kind: str,
-                on_sentence: Optional[Callable[[str], None]]) -> Reply:
-        text = self.persona.line(key)
-        if on_sentence:
-            on_sentence(text)
-        return Reply(text, session_id, kind=kind, sentences=[text])
