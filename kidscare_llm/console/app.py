@@ -120,7 +120,11 @@ class Forbidden(Exception):
 
 
 class Web:
-    """The routes' helpers (sessions, rendering, checks) and the alert and login routes."""
+    """The routes' helpers (sessions, rendering, checks) and the alert and login routes.
+
+    Long because login, the session cookie, CSRF and rendering are one security boundary:
+    every page goes through these few methods, and they are read together when reviewed.
+    """
 
     def __init__(self, console: Console):
         import jinja2

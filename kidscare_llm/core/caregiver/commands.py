@@ -58,9 +58,8 @@ class CaregiverDesk:
         self.clock = clock
         self._retention_at = float('-inf')
         self.knowledge = KnowledgeDesk(engine, self.data_dir)
-        recall = getattr(engine, 'recall', None)
-        if recall is not None:  # a caregiver may switch child memory off for one child
-            recall.remembers = self.rules.remembers
+        if getattr(engine, 'recall', None) is not None:  # memory may be off for one child
+            engine.recall.remembers = self.rules.remembers
         self.persona = PersonaDesk(engine, self.data_dir)
 
     @property
@@ -189,10 +188,7 @@ class CaregiverDesk:
                                  getattr(self.engine, 'memory', None), self.rules, user)
 
     def do_child_delete(self, user: str) -> dict:
-        """Delete one child entirely (sessions, messages, alerts, KV snapshots, memory, rule).
-
-        The safety checker's rolling state of that child's recent turns goes too.
-        """
+        """Delete a child: sessions, messages, alerts, KV, memory, rule, safety's turn state."""
         user = clean_user(user)
         done = data.delete_child(self.engine.store, self.alerts_path, self.engine.backend,
                                  getattr(self.engine, 'memory', None), self.rules, user)

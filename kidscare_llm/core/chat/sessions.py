@@ -52,7 +52,12 @@ class StoredMessage:
 
 
 class SessionStore:
-    """Sessions and their messages in one SQLite file; safe to share between threads."""
+    """Sessions and their messages in one SQLite file; safe to share between threads.
+
+    Long because it is the only code that touches sessions.sqlite3: the chat's reads and writes
+    and the caregiver's queries (transcripts, talk time, deleting a child, retention) share one
+    schema and one lock, so a change of schema is made in one place.
+    """
 
     def __init__(self, path: Path, read_only: bool = False):
         self.path = Path(path)

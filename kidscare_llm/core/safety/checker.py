@@ -14,7 +14,9 @@ Four cheap stages, Korean first (config/safety/*.yaml, editable by operators):
    cached; it flags what the stages above miss when P(not benign) >= its threshold.
 
 No neural model is needed: the whole check costs a millisecond or two including one Kiwi call
-(~0.2 ms), so it runs on every generated sentence (bench/safety.py measures it).
+(~0.2 ms), so it runs on every generated sentence (bench/safety.py measures it). Long because
+the checker, its text analysis and its loading belong together: conversation.py holds the
+patterns over several turns.
 """
 
 from dataclasses import dataclass, replace
@@ -109,7 +111,11 @@ class TextAnalysis:
 
 
 class SafetyChecker:
-    """Checks the child's words, the model's sentences and retrieved passages."""
+    """Checks the child's words, the model's sentences and retrieved passages.
+
+    Long because the order of the stages is the policy: this class is the one place that runs
+    them in order, lets a later stage overrule an earlier one, and explains every verdict.
+    """
 
     def __init__(self, policy: SafetyPolicy, categories: Dict[str, CategoryRules],
                  exemplars: Exemplars, analyzer: Optional[KoreanAnalyzer] = None,
