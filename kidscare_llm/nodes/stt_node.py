@@ -33,6 +33,7 @@ from kidscare_llm.nodes.runner import run_node
 from kidscare_llm.transport import MSG_AUDIO, MSG_BOOL, MSG_STRING, Transport
 
 log = logging.getLogger('kidscare_llm.stt_node')
+STREAM_STALL_S = 1.0  # how long a topic's audio may stall mid-speech
 
 
 class SttNode:
@@ -53,8 +54,10 @@ class SttNode:
         self._ptt_audio: List[np.ndarray] = []
         self._jobs: queue.Queue = queue.Queue()
         # An audio topic just stops when its speaker does: no trailing silence ends the last
-        # utterance, so a stream quiet for longer than the VAD's silence counts as ended.
-        self.stream_gap_s = params['vad.min_silence_ms'] / 1000.0 + 0.2
+        # utterance, so a stream quiet for longer than the VAD's silence counts as ended. The
+        # margin is for delivery, not speech: on a busy CPU (an LLM and TTS beside us) a burst
+        # of audio blocks stalled 0.8 s and cut "The little lion. | likes to eat ..." in two.
+        self.stream_gap_s = params['vad.min_silence_ms'] / 1000.0 + STREAM_STALL_S
         self._streaming = False
         self.segmenter = Segmenter(self._on_speech, vad_settings(params))
         self.publish_utterance = transport.publisher('user_utterance', MSG_STRING)
