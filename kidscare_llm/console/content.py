@@ -7,7 +7,7 @@ here and again there, saved there under the data dir, and used from the next rep
 """
 
 from kidscare_llm.console.app import Forbidden
-from kidscare_llm.console.link import LinkError
+from kidscare_llm.console.pages import ChatNodePages
 from kidscare_llm.console.uploads import (check_content, Jobs, MAX_FILES, safe_name, store,
                                           UploadError)
 from kidscare_llm.core.caregiver.persona import FIELDS, MAX_CHARS, PersonaEditError, validate
@@ -30,24 +30,12 @@ def routes(web):
             Route('/persona/reset', pages.reset_persona, methods=['POST'])]
 
 
-class Content:
+class Content(ChatNodePages):
     """Handlers of the Knowledge and Persona pages."""
 
     def __init__(self, web):
-        self.web = web
-        self.console = web.console
+        super().__init__(web)
         self.jobs = Jobs(self.console.link, max(600.0, getattr(web.console.link, 'timeout_s', 0)))
-
-    def _call(self, action: str, **args):
-        try:
-            return self.console.link.call(action, **args), ''
-        except LinkError as exc:
-            return None, str(exc)
-
-    async def _ask(self, action: str, **args):
-        from starlette.concurrency import run_in_threadpool
-
-        return await run_in_threadpool(lambda: self._call(action, **args))
 
     async def _posted(self, request):
         try:

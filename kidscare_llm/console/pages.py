@@ -25,8 +25,8 @@ def routes(web):
             Route('/data/retention', pages.retention, methods=['POST'])]
 
 
-class Pages:
-    """Handlers of the Children, Rules and Data pages."""
+class ChatNodePages:
+    """Page handlers that ask the chat node to act (it owns the state they show)."""
 
     def __init__(self, web):
         self.web = web
@@ -43,6 +43,10 @@ class Pages:
         from starlette.concurrency import run_in_threadpool
 
         return await run_in_threadpool(lambda: self._call(action, **args))
+
+
+class Pages(ChatNodePages):
+    """Handlers of the Children, Rules and Data pages."""
 
     # -- children ---------------------------------------------------------------------------
     def children(self, request):
