@@ -11,9 +11,9 @@ TEXTS = {
     'too_many': ('로그인 시도가 너무 많아요. 5분 뒤에 다시 해 주세요.',
                  'Too many attempts. Try again in 5 minutes.'),
     'no_password': ('비밀번호가 없어서 이 로봇에서만 열 수 있어요. 휴대폰에서 보려면 '
-                    '`kidscare-llm console --set-password`로 비밀번호를 정하세요.',
+                    '“kidscare-llm console --set-password”로 비밀번호를 정하세요.',
                     'No password is set, so only this robot can open this page. To open it '
-                    'from a phone, set one with `kidscare-llm console --set-password`.'),
+                    'from a phone, set one with “kidscare-llm console --set-password”.'),
     'banner': ('확인하지 않은 알림', 'Unacknowledged alerts'),
     'no_alerts': ('알림이 없어요.', 'No alerts.'),
     'child': ('아이', 'Child'), 'time': ('시간', 'Time'), 'category': ('종류', 'Category'),
