@@ -14,24 +14,24 @@ Four cheap stages, Korean first (config/safety/*.yaml, editable by operators):
    cached; it flags what the stages above miss when P(not benign) >= its threshold.
 
 No neural model is needed: the whole check costs a millisecond or two including one Kiwi call
-(~0.2 ms), so it runs on every generated sentence (bench/safety.py measures it). Long because
-the checker, its text analysis and its loading belong together: conversation.py holds the
-patterns over several turns.
+(~0.2 ms), so it runs on every generated sentence (bench/safety.py measures it). analysis.py
+reads a text once for all stages; conversation.py holds the patterns over several turns.
 """
 
 from dataclasses import dataclass, replace
 import json
 from pathlib import Path
 import threading
-from typing import Dict, List, NamedTuple, Optional, Set, Tuple
+from typing import Dict, Optional, Set
 import unicodedata
 
 from kidscare_llm.core.paths import cache_dir
 from kidscare_llm.core.rag.korean import KoreanAnalyzer
+from kidscare_llm.core.safety.analysis import TextAnalysis
 from kidscare_llm.core.safety.classifier import SafetyClassifier
 from kidscare_llm.core.safety.conversation import ConversationMonitor
-from kidscare_llm.core.safety.lexicon import CategoryRules, morph_string, strings
-from kidscare_llm.core.safety.normalise import compact, JAMO_RUN, normalise
+from kidscare_llm.core.safety.lexicon import CategoryRules, strings
+from kidscare_llm.core.safety.normalise import compact, normalise
 from kidscare_llm.core.safety.policy import default_safety_dir, found, read_yaml, SafetyPolicy
 from kidscare_llm.core.safety.similarity import Exemplars
 
@@ -60,54 +60,6 @@ class Verdict:
 
 def _safe(stage: str) -> Verdict:
     return Verdict(False, None, None, False, '', stage)
-
-
-class Analysed(NamedTuple):
-    """A text as the stages read it."""
-
-    spaced: str  # normalised and standardised (policy.yaml rewrite)
-    packed: str  # the same without spaces and punctuation
-    morphs: str  # Kiwi's morphemes as one string (" 죽/VV 고/EC 싶/VX")
-    jamo: List[str]  # runs of bare jamo (초성 slang)
-    tokens: List[Tuple[str, str]]  # Kiwi's (form, tag) pairs
-
-
-class TextAnalysis:
-    """Normalises, standardises and analyses texts with Kiwi, shared with retrieval."""
-
-    def __init__(self, policy: SafetyPolicy, analyzer: Optional[KoreanAnalyzer] = None):
-        self.policy = policy
-        self._analyzer = analyzer  # None: created on first use
-        self._lock = threading.Lock()
-
-    @property
-    def analyzer(self) -> KoreanAnalyzer:
-        """Return the Kiwi wrapper (a checker used alone, as in tests, creates its own)."""
-        if self._analyzer is None:
-            with self._lock:
-                if self._analyzer is None:
-                    self._analyzer = KoreanAnalyzer()
-        return self._analyzer
-
-    def tokens(self, text: str) -> List[Tuple[str, str]]:
-        """Return Kiwi's (form, tag) pairs of a text."""
-        return [(t.form, t.tag) for t in self.analyzer.tokenize(text)]
-
-    def __call__(self, text: str) -> Analysed:
-        """Return the text as the stages read it (one Kiwi call)."""
-        spaced = self.policy.standardise(normalise(text))
-        packed = compact(spaced)
-        tokens = self.tokens(spaced) if packed else []
-        return Analysed(spaced, packed, morph_string(tokens), JAMO_RUN.findall(spaced), tokens)
-
-    def morphs(self, spaced: str) -> str:
-        """Return the morpheme string of an already normalised text (after allow cuts)."""
-        return morph_string(self.tokens(spaced))
-
-    def spaced_and_morphs(self, text: str) -> Tuple[str, str]:
-        """Return what the classifier reads of a text."""
-        a = self(text)
-        return a.spaced, a.morphs
 
 
 class SafetyChecker:
