@@ -104,7 +104,8 @@ def test_rule_book_child_over_all_over_default_and_saved(tmp_path):
     assert book.effective('mina').quiet == '22:00-06:00'
     book.set('*', '21:00-07:00', 60)
     book.set('mina', None, 30)
-    assert book.effective('mina') == book.effective('mina').__class__('21:00-07:00', 30, True)
+    assert book.effective('mina') == book.effective('mina').__class__('21:00-07:00', 30, True,
+                                                                      True, False)
     assert book.effective('lion').limit_min == 60
     again = RuleBook(path, '', 0)  # a restart reads the saved book
     assert again.effective('mina').limit_min == 30 and again.effective('x').quiet == '21:00-07:00'
@@ -114,6 +115,52 @@ def test_rule_book_child_over_all_over_default_and_saved(tmp_path):
     path.write_text('not json', encoding='utf-8')
     with pytest.raises(RuleError, match='rules.json'):
         RuleBook(path, '', 0)
+
+
+def test_rule_switches_inherit_are_saved_and_an_old_book_still_reads(tmp_path):
+    path = tmp_path / 'rules.json'
+    book = RuleBook(path, '', 0)
+    assert book.remembers('mina') and book.speaks('mina') and not book.strict('mina')
+    book.set('*', None, None, strict=True)
+    book.set('mina', None, None, voice=False, strict=False)
+    book.set_alert('dangerous', True)
+    again = RuleBook(path, '', 0)
+    assert not again.speaks('mina') and again.speaks('lion')
+    assert again.strict('lion') and not again.strict('mina')  # mina's own rule wins
+    assert again.alerts_also('dangerous') and not again.alerts_also('adult')
+    assert again.to_dict()['alerts'] == {'dangerous': True}
+    path.write_text(json.dumps({'mina': {'quiet': '21:00-07:00', 'limit_min': None,
+                                         'memory': False}}), encoding='utf-8')
+    old = RuleBook(path, '', 0)  # a book saved before the switches (version 1)
+    assert old.effective('mina').quiet == '21:00-07:00' and not old.remembers('mina')
+    assert old.speaks('mina') and old.to_dict()['alerts'] == {}
+
+
+def test_voice_off_sends_no_sentence_to_speak_but_the_reply_is_there(engine):
+    desk = desk_at(engine, 12)
+    assert ask(desk, 'rules.set', user='mina', voice=False)['ok']
+    said = []
+    assert desk.reply('mina', '안녕', on_sentence=said.append).text == 'answer'
+    night = desk_at(engine, 23, quiet='21:00-07:00')
+    reply = night.reply('mina', '안녕', on_sentence=said.append)
+    assert reply.kind == 'rules' and reply.text and said == []  # text only, nothing spoken
+    night.reply('lion', '안녕', on_sentence=said.append)
+    assert said and '잘 시간' in said[0]  # lion's voice is on
+
+
+def test_alert_choices_follow_the_policy_and_unknown_ones_are_refused(engine):
+    from kidscare_llm.core.safety import SafetyChecker
+
+    engine.safety = SafetyChecker.load()
+    desk = desk_at(engine, 12)
+    cats = {c['category']: c for c in ask(desk, 'rules.get')['result']['categories']}
+    assert cats['self_harm'] == {'category': 'self_harm', 'fixed': True, 'alert': True}
+    assert cats['grooming']['fixed'] and not cats['dangerous']['alert']
+    refused = ask(desk, 'rules.alert', category='self_harm', on=False)
+    assert not refused['ok'] and 'always alerts' in refused['error']
+    assert 'unknown safety category' in ask(desk, 'rules.alert', category='x', on=True)['error']
+    assert ask(desk, 'rules.alert', category='dangerous', on=True)['ok']
+    assert engine.alert_also('dangerous') and not engine.alert_also('adult')
 
 
 def test_talk_time_counts_stretches_not_silences():

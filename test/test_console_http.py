@@ -83,6 +83,29 @@ def test_state_changes_need_a_session_and_its_csrf_token(site):
     assert fresh.post('/login', data={'password': PASSWORD}).status_code == 403  # no CSRF
 
 
+def test_rules_page_sets_switches_and_chosen_alerts(site):
+    from kidscare_llm.core.safety import SafetyChecker
+
+    site.engine.safety = SafetyChecker.load()
+    assert login(site.client).status_code == 303
+    page = site.client.get('/rules').text
+    assert 'name="voice"' in page and 'name="strict"' in page
+    assert re.search(r'value="self_harm" checked disabled', page)  # the policy's, fixed
+    token = csrf(site.client, '/rules')
+    done = site.client.post('/rules', data={'user': 'mina', 'voice': 'off', 'strict': 'on',
+                                            'csrf': token})
+    assert done.status_code == 200 and not site.desk.rules.speaks('mina')
+    assert site.desk.rules.strict('mina') and site.desk.rules.speaks('lion')
+    chosen = site.client.post('/rules/alerts', data={'csrf': token,
+                                                     'alert': ['bullying', 'self_harm']})
+    assert chosen.status_code == 200 and site.desk.rules.alerts_also('bullying')
+    assert re.search(r'value="bullying" checked>', chosen.text)
+    site.client.post('/rules/alerts', data={'csrf': token})  # none ticked: bullying off again
+    assert not site.desk.rules.alerts_also('bullying')
+    actions = [e['action'] for e in site.console.audit.recent()]
+    assert 'set alerts' in actions and 'set rule' in actions
+
+
 def test_login_cookie_rate_limit_and_audit(site):
     response = login(site.client)
     cookie = response.headers['set-cookie']

@@ -320,7 +320,7 @@ def test_operators_extend_the_yaml(tmp_path):
     ('policy.yaml', lambda s: s.replace('peer_category: bullying', 'peer_category: teasing', 1),
      "peer_categories or peer_category ['teasing'] are not categories"),
     ('policy.yaml', lambda s: s.replace('  threshold: 0.9\n', '  threshold: 1.5\n', 1),
-     'classifier needs 0 < threshold < 1'),
+     'classifier needs 0 < strict_threshold <= threshold < 1'),
     ('policy.yaml', lambda s: s.replace('classifier:\n', 'classifier:\n  examples: nowhere\n', 1),
      'nowhere: classifier examples folder not found'),
     ('policy.yaml', lambda s: s.replace('  threshold_en: 0.45', '  threshold_en: high', 1),

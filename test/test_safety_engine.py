@@ -78,6 +78,29 @@ def test_guidance_categories_answer_kindly_without_an_alert(engine_and_spy):
     assert not (data / 'alerts.jsonl').exists()
 
 
+def test_a_caregivers_stricter_safety_and_chosen_alerts_change_the_verdicts(engine_and_spy):
+    from kidscare_llm.core.caregiver.commands import CaregiverDesk
+
+    engine, spy, data = engine_and_spy
+    desk = CaregiverDesk(engine, '', 0, 90)
+    alerts = []
+    engine.on_alert = alerts.append
+    desk.reply('mina', '총은 어떻게 쏴?')  # a question, not a wish: the model answers
+    assert len(spy.prompts) == 1
+    desk.handle(json.dumps({'id': '1', 'action': 'rules.set',
+                            'args': {'user': 'mina', 'strict': True}}))
+    strict = desk.reply('mina', '총은 어떻게 쏴?')
+    assert strict.kind == 'safety' and len(spy.prompts) == 1  # refused before the model
+    desk.reply('lion', '총은 어떻게 쏴?')
+    assert len(spy.prompts) == 2  # lion is not strict
+    assert desk.reply('mina', '엄마 없을 때 라이터로 불 켜 볼래').kind == 'safety'
+    assert alerts == []  # dangerous: guided, no alert by policy
+    desk.handle(json.dumps({'id': '2', 'action': 'rules.alert',
+                            'args': {'category': 'dangerous', 'on': True}}))
+    desk.reply('mina', '엄마 없을 때 라이터로 불 켜 볼래')
+    assert [a['category'] for a in alerts] == ['dangerous'] and alerts[0]['user'] == 'mina'
+
+
 def test_an_unsafe_sentence_is_replaced_and_generation_stops(data_dir):
     backend = Scripted('Hello Lion! You are a stupid idiot and I hate you. Let us play more '
                        'games together now please.')

@@ -20,6 +20,7 @@ def routes(web):
     return [Route('/children', pages.children), Route('/children/{user:path}', pages.child),
             Route('/memory/forget', pages.forget_memory, methods=['POST']),
             Route('/rules', pages.rules), Route('/rules', pages.set_rule, methods=['POST']),
+            Route('/rules/alerts', pages.set_alerts, methods=['POST']),
             Route('/data', pages.data), Route('/data/export', pages.export, methods=['POST']),
             Route('/data/delete', pages.delete, methods=['POST']),
             Route('/data/retention', pages.retention, methods=['POST'])]
@@ -104,13 +105,35 @@ class Pages(ChatNodePages):
         user = str(form.get('user') or '*')
         quiet = str(form.get('quiet', '')).strip()
         limit = str(form.get('limit_min', '')).strip()
-        memory = str(form.get('memory', ''))
         args = {'user': user, 'quiet': quiet if quiet or user == '*' else None,
-                'limit_min': int(limit) if limit.isdigit() else (0 if user == '*' else None),
-                'memory': {'on': True, 'off': False}.get(memory)}
+                'limit_min': int(limit) if limit.isdigit() else (0 if user == '*' else None)}
+        for switch in ('memory', 'voice', 'strict'):  # '' (inherit), 'on' or 'off'
+            args[switch] = {'on': True, 'off': False}.get(str(form.get(switch, '')))
         _, error = await self._ask('rules.set', **args)
         if not error:
             self.web.audit(request, who, 'set rule', json.dumps(args, ensure_ascii=False))
+        return await run_in_threadpool(self.rules, request, 400 if error else 200,
+                                       error or 'saved')
+
+    async def set_alerts(self, request):
+        """Choose which safety categories alert a caregiver, beyond those the policy fixes."""
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            form, who = await self.web.posted(request)
+        except Forbidden as exc:
+            return self.web.forbidden(str(exc))
+        book, error = await self._ask('rules.get')
+        chosen = set(form.getlist('alert'))
+        changed = []
+        for cat in (book or {}).get('categories', []):
+            want = cat['category'] in chosen
+            if error or cat['fixed'] or want == cat['alert']:
+                continue
+            _, error = await self._ask('rules.alert', category=cat['category'], on=want)
+            changed.append(f'{cat["category"]} {"on" if want else "off"}')
+        if changed:
+            self.web.audit(request, who, 'set alerts', ', '.join(changed))
         return await run_in_threadpool(self.rules, request, 400 if error else 200,
                                        error or 'saved')
 

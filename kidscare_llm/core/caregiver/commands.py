@@ -60,6 +60,8 @@ class CaregiverDesk:
         self.knowledge = KnowledgeDesk(engine, self.data_dir)
         if getattr(engine, 'recall', None) is not None:  # memory may be off for one child
             engine.recall.remembers = self.rules.remembers
+        engine.strict_for = self.rules.strict  # stricter safety for one child
+        engine.alert_also = self.rules.alerts_also  # categories a caregiver asked alerts for
         self.persona = PersonaDesk(engine, self.data_dir)
 
     @property
@@ -102,8 +104,11 @@ class CaregiverDesk:
     def reply(self, user: str, text: str, **callbacks) -> Reply:
         """Answer one utterance: the caregiver's rules first, else the engine (same callbacks).
 
-        The reply's kind and sources are noted beside its message, for the transcripts.
+        The reply's kind and sources are noted beside its message, for the transcripts. With
+        the child's voice switched off no sentence goes out to be spoken (the reply is text).
         """
+        if not self.rules.speaks(user):
+            callbacks = dict(callbacks, on_sentence=None)
         reply = self.gate(user, text, callbacks.get('on_sentence')) or \
             self.engine.reply(user, text, **callbacks)
         if reply.kind in NOTED:
@@ -167,15 +172,41 @@ class CaregiverDesk:
         return {'model': self.engine.describe(), 'time': self.clock()}
 
     def do_rules_get(self) -> dict:
-        """Return the rule book (defaults and every child's own rule)."""
-        return self.rules.to_dict()
+        """Return the rule book, and each safety category's alert: fixed by policy or chosen."""
+        book = self.rules.to_dict()
+        book['categories'] = self._alert_categories()
+        return book
 
     def do_rules_set(self, user: str, quiet: Optional[str] = None,
-                     limit_min: Optional[int] = None, memory: Optional[bool] = None) -> dict:
+                     limit_min: Optional[int] = None, memory: Optional[bool] = None,
+                     voice: Optional[bool] = None, strict: Optional[bool] = None) -> dict:
         """Set the rule of one child (or of all with user '*')."""
         user = user if user == '*' else clean_user(user)
-        self.rules.set(user, quiet, limit_min, memory)
-        return self.rules.to_dict()
+        self.rules.set(user, quiet, limit_min, memory, voice, strict)
+        return self.do_rules_get()
+
+    def do_rules_alert(self, category: str, on: bool) -> dict:
+        """Alert a caregiver about a category the policy does not alert on (or stop)."""
+        fixed = {c['category']: c['fixed'] for c in self._alert_categories()}
+        if category not in fixed:
+            raise CommandError(f'unknown safety category {category!r} '
+                               f'(one of {", ".join(fixed)})')
+        if fixed[category]:
+            raise CommandError(f'{category} always alerts: the safety policy says so '
+                               '(config/safety/policy.yaml)')
+        self.rules.set_alert(category, bool(on))
+        return self.do_rules_get()
+
+    def _alert_categories(self) -> list:
+        """Each category: alerts by policy (fixed on) or as a caregiver chose."""
+        safety = getattr(self.engine, 'safety', None)
+        if safety is None:
+            return []
+        policy = dict(safety.policy.alerts)
+        policy.update(dict.fromkeys(safety.conversation.categories, True))
+        return [{'category': name, 'fixed': fixed,
+                 'alert': fixed or self.rules.alerts_also(name)}
+                for name, fixed in policy.items()]
 
     def do_rules_clear(self, user: str) -> dict:
         """Drop a child's own rule."""

@@ -1,8 +1,12 @@
-"""Rules a caregiver sets: quiet hours, a daily talk limit, memory on or off; all or one child.
+"""Rules a caregiver sets, for all children or one: quiet hours, a daily talk limit, switches.
 
-The chat node owns the rule book (caregiver/rules.json under the data dir, changed only by
-caregiver commands); the node's parameters rules.quiet_hours and rules.daily_limit_min are
-the defaults under it. A child's own rule overrides the all-children rule field by field.
+The switches are ChatGPT's parental controls: memory (remember what the child says), voice
+(the robot speaks its replies; off: text only) and strict (stricter safety: see
+SafetyChecker.check_input). The chat node owns the rule book (caregiver/rules.json under the
+data dir, changed only by caregiver commands); the node's parameters rules.quiet_hours and
+rules.daily_limit_min are the defaults under it. A child's own rule overrides the
+all-children rule field by field. The book also keeps which safety categories a caregiver
+asked to be alerted about beyond the policy's own alerts (which cannot be switched off).
 """
 
 from dataclasses import asdict, dataclass
@@ -54,9 +58,12 @@ def in_span(span: Optional[Tuple[int, int]], minute: int) -> bool:
     return start <= minute < end if start < end else (minute >= start or minute < end)
 
 
+SWITCHES = ('memory', 'voice', 'strict')  # on/off fields of a rule; defaults True, True, False
+
+
 @dataclass(frozen=True)
 class Rule:
-    """One rule: quiet hours, daily limit in minutes, child memory on; None: inherit.
+    """One rule: quiet hours, daily limit in minutes and the switches; None: inherit.
 
     quiet '' means none, limit_min 0 means none.
     """
@@ -64,6 +71,8 @@ class Rule:
     quiet: Optional[str]
     limit_min: Optional[int]
     memory: Optional[bool] = None
+    voice: Optional[bool] = None
+    strict: Optional[bool] = None
 
     def check(self) -> 'Rule':
         """Raise RuleError when a field is not valid; return the rule."""
@@ -79,44 +88,66 @@ class RuleBook:
 
     def __init__(self, path: Optional[Path], quiet_hours: str, daily_limit_min: int):
         self.path = Path(path) if path else None
-        self.default = Rule(quiet_hours, daily_limit_min, True).check()
+        self.default = Rule(quiet_hours, daily_limit_min, True, True, False).check()
         self._lock = threading.Lock()
         self._rules: Dict[str, Rule] = {}
+        self._alerts: Dict[str, bool] = {}  # safety category: alert a caregiver too
         if self.path is not None and self.path.is_file():
             try:
                 doc = json.loads(self.path.read_text(encoding='utf-8'))
+                rules = doc['rules'] if doc.get('version') == 2 else doc  # 1: rules only
+                self._alerts = {str(k): bool(v) for k, v in doc.get('alerts', {}).items()} \
+                    if doc.get('version') == 2 else {}
                 self._rules = {k: Rule(v.get('quiet'), v.get('limit_min'),
-                                       v.get('memory')).check()
-                               for k, v in doc.items()}
-            except (ValueError, AttributeError, RuleError) as exc:
+                                       *(v.get(name) for name in SWITCHES)).check()
+                               for k, v in rules.items()}
+            except (ValueError, AttributeError, KeyError, RuleError) as exc:
                 raise RuleError(f'{self.path} is not a valid rule book ({exc}): fix or delete '
                                 'it, then set the rules again from the console') from None
 
     def effective(self, user: str) -> Rule:
         """Return the rule that applies to a child: theirs, over all children's, over defaults."""
+        fields = asdict(self.default)
         with self._lock:
-            quiet, limit, memory = self.default.quiet, self.default.limit_min, True
             for key in (ALL, user):
                 rule = self._rules.get(key)
                 if rule is not None:
-                    quiet = quiet if rule.quiet is None else rule.quiet
-                    limit = limit if rule.limit_min is None else rule.limit_min
-                    memory = memory if rule.memory is None else rule.memory
-        return Rule(quiet, limit, memory)
+                    fields.update({k: v for k, v in asdict(rule).items() if v is not None})
+        return Rule(**fields)
 
     def remembers(self, user: str) -> bool:
         """Return False when a caregiver switched child memory off for this child."""
         return self.effective(user).memory is not False
 
+    def speaks(self, user: str) -> bool:
+        """Return False when a caregiver switched the robot's voice off for this child."""
+        return self.effective(user).voice is not False
+
+    def strict(self, user: str) -> bool:
+        """Return True when a caregiver asked for stricter safety for this child."""
+        return self.effective(user).strict is True
+
     def set(self, user: str, quiet: Optional[str], limit_min: Optional[int],
-            memory: Optional[bool] = None) -> Rule:
+            memory: Optional[bool] = None, voice: Optional[bool] = None,
+            strict: Optional[bool] = None) -> Rule:
         """Set (validated first) and save the rule of one child, or of all with user '*'."""
-        rule = Rule(quiet, None if limit_min is None else int(limit_min),
-                    None if memory is None else bool(memory)).check()
+        switches = (None if v is None else bool(v) for v in (memory, voice, strict))
+        rule = Rule(quiet, None if limit_min is None else int(limit_min), *switches).check()
         with self._lock:
             self._rules[user] = rule
             self._save()
         return rule
+
+    def alerts_also(self, category: str) -> bool:
+        """Return True when a caregiver asked to be alerted about this category too."""
+        with self._lock:
+            return self._alerts.get(category, False)
+
+    def set_alert(self, category: str, on: bool) -> None:
+        """Ask for (or stop) alerts of one category beyond the policy's; saved."""
+        with self._lock:
+            self._alerts[str(category)] = bool(on)
+            self._save()
 
     def remove(self, user: str) -> bool:
         """Drop a child's own rule (they follow the all-children rule again)."""
@@ -127,16 +158,18 @@ class RuleBook:
         return gone
 
     def to_dict(self) -> dict:
-        """Return {'default': ..., 'rules': {user or '*': {quiet, limit_min}}} for the console."""
+        """Return {'default', 'rules': {user or '*': fields}, 'alerts': {category: on}}."""
         with self._lock:
             return {'default': asdict(self.default),
-                    'rules': {k: asdict(v) for k, v in sorted(self._rules.items())}}
+                    'rules': {k: asdict(v) for k, v in sorted(self._rules.items())},
+                    'alerts': dict(sorted(self._alerts.items()))}
 
     def _save(self) -> None:
         if self.path is None:
             return
-        replace_file(self.path, json.dumps({k: asdict(v) for k, v in self._rules.items()},
-                                           ensure_ascii=False))
+        replace_file(self.path, json.dumps(
+            {'version': 2, 'rules': {k: asdict(v) for k, v in self._rules.items()},
+             'alerts': self._alerts}, ensure_ascii=False))
 
     def verdict(self, user: str, now: dt.datetime, minutes_today: float) -> Optional[str]:
         """Return 'quiet_hours' or 'daily_limit' when a rule says not to talk now, else None."""

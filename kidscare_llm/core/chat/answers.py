@@ -23,12 +23,14 @@ class FixedAnswers:
              on_sentence: Optional[Callable[[str], None]]) -> Reply:
         """Answer a flagged utterance with the category's safe line; alert if the policy says.
 
-        Both turns are stored (the conversation stays whole); the model never sees the words.
+        A caregiver may ask for alerts of more categories (engine.alert_also, from the
+        console's Rules page). Both turns are stored (the conversation stays whole); the model
+        never sees the words.
         """
         engine = self.engine
         log.warning('user %s: input flagged %s, action %s (%s)', user, verdict.category,
                     verdict.action, verdict.reason)
-        if verdict.alert:
+        if verdict.alert or engine.alert_also(verdict.category):
             engine.alerts.raise_alert(user, session_id, text, verdict)
         line = engine.safety.reply_for(verdict, language_of(text))
         engine.store.add(session_id, 'user', text)

@@ -56,6 +56,9 @@ class ChatEngine:
         self.store = store
         self.safety = safety  # core.safety.SafetyChecker, or None (safety.enabled: false)
         self.alerts = alerts or AlertLog()
+        # a caregiver's switches (CaregiverDesk sets them from its rule book)
+        self.strict_for: Callable[[str], bool] = lambda user: False  # stricter safety
+        self.alert_also: Callable[[str], bool] = lambda category: False  # more alerts
         recovered = store.recover()
         if recovered:
             log.warning('%d turn(s) were cut off by an earlier crash: kept in the database, '
@@ -169,7 +172,7 @@ class ChatEngine:
             return self._fixed.line(session_id, 'too_long', 'refused', on_sentence)
         verdict = None
         if self.safety is not None:  # before retrieval and generation
-            verdict = self.safety.check_input(text)
+            verdict = self.safety.check_input(text, strict=self.strict_for(user))
             # patterns over turns and days (grooming, low mood, the same bully): their own alerts
             self.safety.conversation.watch(user, session_id, text, verdict, self.store,
                                            self.alerts)

@@ -150,18 +150,22 @@ class SafetyChecker:
 
     # -- the three checks
 
-    def check_input(self, text: str) -> Verdict:
+    def check_input(self, text: str, strict: bool = False) -> Verdict:
         """Check the child's words (before retrieval and generation).
 
         Mentioning a topic is not risk: a topic word, or a sentence of a mention category that
         only asks about or reports something, is flagged only with a risk marker (the child's
         intent, wish, request, action or disclosure). Self-harm and abuse are never quieted.
+        strict (a caregiver's "stricter safety" switch for a child): a topic word is flagged
+        without a risk marker, and the learned stage flags from its strict_threshold.
         """
         spaced, packed, morphs, jamo, tokens = self.analyse(text)
         if not packed:
             return _safe('input')
         policy = self.policy
         quiet, risk = policy.context(spaced, packed, morphs)
+        if strict:
+            risk = risk or 'strict'
         for name in policy.priority:
             if name in quiet:
                 continue
@@ -180,7 +184,7 @@ class SafetyChecker:
                                       spaced, morphs)
         verdict = self._similar(spaced, packed, tokens, quiet)
         if verdict is None:
-            verdict = self._classified(spaced, packed, morphs, quiet)
+            verdict = self._classified(spaced, packed, morphs, quiet, strict)
         return self._escalate(verdict, spaced, morphs) if verdict else _safe('input')
 
     def _escalate(self, verdict: Verdict, spaced: str, morphs: str) -> Verdict:
@@ -229,14 +233,15 @@ class SafetyChecker:
         return None
 
     def _classified(self, spaced: str, packed: str, morphs: str,
-                    quiet: Set[str]) -> Optional[Verdict]:
+                    quiet: Set[str], strict: bool = False) -> Optional[Verdict]:
         """Flag a sentence the learned stage finds risky enough (else None)."""
         clf = self.classifier()
         if clf is None:
             return None
         name, p, p_name = clf.risky(spaced, morphs)
         settings = self.policy.classifier
-        if p >= settings.threshold and p_name >= settings.min_category and \
+        threshold = settings.strict_threshold if strict else settings.threshold
+        if p >= threshold and p_name >= settings.min_category and \
                 name in self.categories and \
                 name not in quiet and not self._allowed(name, packed):
             return self._verdict(name, f'{name}: classifier ({p:.2f})', 'input', p)

@@ -131,6 +131,8 @@ class ConversationRules:
 class ConversationMonitor:
     """Per-child rolling state over recent turns; alerts on grooming, low mood, bullying."""
 
+    categories = ('grooming', 'low_mood', 'bullying_repeat')  # each alerts, always
+
     def __init__(self, rules: Optional[ConversationRules], standardise: Callable[[str], str],
                  probabilities: Optional[Callable[[str], Dict[str, float]]] = None):
         self.rules = rules

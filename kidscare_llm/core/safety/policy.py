@@ -1,9 +1,8 @@
 """policy.yaml, parsed once: actions, replies, context rules and the stages' settings.
 
-SafetyPolicy.read() validates the whole file and compiles its patterns up front, so a bad edit
-stops the robot at start-up with a ConfigError naming the file, the setting and the fix, and
-no check ever parses configuration. The parsed policy is frozen: nothing a check does changes
-it for the next one. Its own patterns are applied here too (standardise, risk markers, the
+SafetyPolicy.read() validates the whole file and compiles its patterns up front: a bad edit
+stops the robot at start-up with a ConfigError naming the file, the setting and the fix. The
+parsed policy is frozen. Its own patterns are applied here too (standardise, risk markers, the
 context rules that quiet categories), so the checker only orders the stages.
 """
 
@@ -101,6 +100,7 @@ class ClassifierSettings:
     c: float
     examples: Path  # folder of labelled JSONL lines
     min_category: float = 0.0  # and P(its category) >= this: not spread over several
+    strict_threshold: float = 0.7  # the threshold for a child a caregiver set to strict
 
 
 @dataclass(frozen=True)
@@ -318,19 +318,21 @@ def _numbers(section: dict, defaults: dict, path: Path, what: str, rule: str) ->
 
 def _classifier(section: dict, config_dir: Path) -> ClassifierSettings:
     path = config_dir / POLICY_FILE
-    rule = '0 < threshold < 1, 0 <= min_category < 1, 10 <= dims_log2 <= 22 and c > 0'
-    enabled, threshold, dims, c, examples, min_category = _numbers(
+    rule = '0 < strict_threshold <= threshold < 1, 0 <= min_category < 1, dims_log2 10-22, c > 0'
+    enabled, threshold, dims, c, examples, min_category, strict = _numbers(
         section, {'enabled': False, 'threshold': 0.9, 'dims_log2': 16, 'c': 10.0,
-                  'examples': None, 'min_category': 0.0}, path, 'classifier', rule)
-    if not (0.0 < threshold < 1.0 and 0.0 <= min_category < 1.0 and 10 <= dims <= 22
-            and c > 0):
+                  'examples': None, 'min_category': 0.0, 'strict_threshold': 0.7}, path,
+        'classifier', rule)
+    strict = strict if 'strict_threshold' in section else min(strict, threshold)
+    if not (0.0 < strict <= threshold < 1.0 and 0.0 <= min_category < 1.0
+            and 10 <= dims <= 22 and c > 0):
         raise ConfigError(f'{path}: classifier needs {rule}; fix the values')
     # An operator's own folder is relative to the config folder; default: the packaged lines.
     folder = config_dir / str(examples) if examples else default_train_dir()
     if enabled and not folder.is_dir():
         raise ConfigError(f'{folder}: classifier examples folder not found; add JSONL '
                           'example lines there or set classifier.enabled: false')
-    return ClassifierSettings(enabled, threshold, dims, c, folder, min_category)
+    return ClassifierSettings(enabled, threshold, dims, c, folder, min_category, strict)
 
 
 def _similarity(section: dict, path: Path) -> SimilaritySettings:
