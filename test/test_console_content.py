@@ -113,6 +113,36 @@ def test_ingest_uploads_with_progress_and_the_next_reply_cites_them(robot):
     assert 'rag.enabled' in ask(robot.desk, 'knowledge.list')['error']
 
 
+def test_ingestion_runs_beside_replies_and_other_commands_wait_for_them(robot):
+    import threading
+
+    robot.uploads.mkdir(parents=True)
+    (robot.uploads / 'dino.md').write_text(DINO * 40, encoding='utf-8')
+    engine_lock = threading.Lock()  # the chat node's: held by a reply in progress
+    replies = []
+
+    def child_talks():
+        for _ in range(3):
+            with engine_lock:
+                replies.append(robot.desk.reply('mina', QUESTION).text)
+
+    with engine_lock:  # a long reply: ingestion does not wait for it
+        answer = robot.desk.handle(__import__('json').dumps(
+            make_request('knowledge.ingest', files=['dino.md'])), None, engine_lock)
+        assert answer['ok'] and answer['result']['chunks'] >= 3
+        talker = threading.Thread(target=child_talks)
+        talker.start()
+        waiting = threading.Thread(target=lambda: replies.append(robot.desk.handle(
+            __import__('json').dumps(make_request('rules.get')), None, engine_lock)))
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive()  # rules.get waits for the reply in progress
+    waiting.join(timeout=30)
+    talker.join(timeout=60)
+    assert not waiting.is_alive() and len(replies) == 4
+    assert 'dino.md' in cited(robot.desk.reply('mina', QUESTION))
+
+
 def test_a_persona_edit_is_a_copy_in_the_data_dir_used_from_the_next_reply(robot):
     packaged = paths.default_persona_dir()
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in packaged.iterdir()}

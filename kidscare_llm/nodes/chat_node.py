@@ -5,8 +5,9 @@ robot_reply_stream (the text as it is generated, batched every chat.stream_inter
 robot_reply_sources (JSON citations of the passages used, sent just before robot_reply),
 caregiver_alert (JSON: time, user, session, category, utterance; crisis, abuse, personal info).
 Caregiver commands (JSON requests on caregiver_command, answers on caregiver_command_result:
-core/caregiver/commands.py) run on their own thread between replies; the caregiver's rules
-(quiet hours, daily limit) are applied before each reply, and the retention daily.
+core/caregiver/commands.py) run on their own thread between replies (knowledge ingestion beside
+them); the caregiver's rules (quiet hours, daily limit, switches) are applied before each
+reply, and the retention daily.
 Services (std_srvs/Trigger): ~/reset_session, ~/cancel, ~/reindex, ~/describe (JSON: model,
 backend, user, session).
 Generation runs on a worker thread; utterances that arrive meanwhile wait in a bounded queue,
@@ -178,10 +179,10 @@ class ChatNode:
             if text is None:
                 return
             try:
+                if text:  # under the engine lock, unless it runs beside replies (ingestion)
+                    self._publish_result(self.desk.handle(text, progress=self._publish_result,
+                                                          lock=self._engine_lock))
                 with self._engine_lock:
-                    if text:
-                        answer = self.desk.handle(text, progress=self._publish_result)
-                        self._publish_result(answer)
                     self.desk.maintain()
             except Exception as exc:  # never let one command stop the caregiver thread
                 log.exception('caregiver command failed: %s', exc)

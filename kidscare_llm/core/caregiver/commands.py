@@ -10,6 +10,7 @@ A long action (knowledge.ingest) first sends progress answers with "final": fals
 The chat node owns every file these actions change; the console only asks.
 """
 
+from contextlib import nullcontext
 import datetime as dt
 import json
 import logging
@@ -33,6 +34,9 @@ RESULT_TOPIC = 'caregiver_command_result'
 DAY_S = 86400.0
 NOTED = ('answer', 'safety', 'rules')  # reply kinds stored in the session (others are not)
 PROGRESSIVE = ('knowledge.ingest',)  # actions that send progress answers before the last
+# Actions that run beside replies, not between them (the knowledge base locks what it shares):
+# a child is answered while a parent's 40-page PDF is read.
+BESIDE_REPLIES = ('knowledge.ingest', 'knowledge.list')
 
 
 class CommandError(KidscareError):
@@ -129,8 +133,13 @@ class CaregiverDesk:
                                     self.retention_days, now)
 
     # -- commands ---------------------------------------------------------------------------
-    def handle(self, text: str, progress: Optional[Callable[[dict], None]] = None) -> dict:
-        """Do one JSON request and return its answer; never raises (an error is an answer)."""
+    def handle(self, text: str, progress: Optional[Callable[[dict], None]] = None,
+               lock=None) -> dict:
+        """Do one JSON request and return its answer; never raises (an error is an answer).
+
+        lock (the chat node's engine lock) is held while the action runs, unless the action
+        runs beside replies (BESIDE_REPLIES).
+        """
         request_id = None
         try:
             request = json.loads(text)
@@ -144,8 +153,9 @@ class CaregiverDesk:
                     if progress is not None:
                         progress({'id': request_id, 'ok': True, 'final': False,
                                   'progress': state})
-                result = method(progress=step, **args)
-            else:
+                args = dict(args, progress=step)
+            guard = lock if lock is not None and action not in BESIDE_REPLIES else nullcontext()
+            with guard:
                 result = method(**args)
             return {'id': request_id, 'ok': True, 'final': True, 'result': result}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
