@@ -98,7 +98,7 @@ def build_knowledge_base(params: Params, name: str = '', analyzer=None):
         min_bm25=params['rag.min_bm25'])
 
 
-def build_safety(params: Params, analyzer=None):
+def build_safety(params: Params, analyzer=None, backend: Optional[Backend] = None):
     """Create the child-safety checker (None, loudly, when safety.enabled is false)."""
     if not params['safety.enabled']:
         log.warning('child safety is OFF (safety.enabled: false): nothing checks what the '
@@ -108,6 +108,12 @@ def build_safety(params: Params, analyzer=None):
 
     config = Path(params['safety.config_dir']) if params['safety.config_dir'] else None
     safety = SafetyChecker.load(config, analyzer=analyzer).warm_up()
+    if params['safety.judge']:
+        from kidscare_llm.core.safety.judge import create_judge
+
+        safety.judge = create_judge(backend, safety.policy.priority, params['safety.judge_low'])
+        log.info('child safety: the judge stage asks %s when P is from %.2f', backend.describe()
+                 if safety.judge else 'nothing (no chat backend)', params['safety.judge_low'])
     log.info('child safety: checks on input%s, config %s',
              ' and every spoken sentence' if params['safety.check_output'] else '',
              config or 'packaged')
@@ -147,7 +153,7 @@ def build_engine(params: Params, backend: Optional[Backend] = None) -> ChatEngin
                  knowledge.embedder.name)
     # one Kiwi (about 500 MB) and one embedder for retrieval, memory and safety
     analyzer = knowledge.analyzer if knowledge is not None else None
-    safety = build_safety(params, analyzer)
+    safety = build_safety(params, analyzer, backend)
     memory = build_memory(params, backend, knowledge, safety)
     return ChatEngine(backend, persona, SessionStore(data_dir / 'sessions.sqlite3'),
                       engine_options(params), knowledge, safety,

@@ -182,6 +182,13 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('safety.check_output', True,
               'Check every sentence the model writes before it is published or spoken; an '
               'unsafe one is replaced by a safe line and generation stops.'),
+        Param('safety.judge', False,
+              'Ask the chat model (Llama Guard style prompt) about lines the fast stages are '
+              'unsure of (classifier P between safety.judge_low and its threshold); for the 8B '
+              'or an OpenAI-compatible server, not the packaged 135M model.'),
+        Param('safety.judge_low', 0.3,
+              'Lowest classifier P(not benign) at which the judge is asked (with safety.judge).',
+              low=0.01, high=0.99),
         Param('rules.quiet_hours', '',
               'Quiet hours for every child, HH:MM-HH:MM (e.g. 21:00-07:00): the robot answers '
               'with a kind line and generates nothing; empty: none. The caregiver console sets '

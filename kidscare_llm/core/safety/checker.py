@@ -48,7 +48,7 @@ class Verdict:
     action: Optional[str]
     alert: bool
     reason: str
-    stage: str = 'input'  # input | output | passage
+    stage: str = 'input'  # input | output | passage | judge (the optional judge.py)
     score: float = 0.0  # similarity of the nearest risky exemplar, or the classifier's P
 
     def as_dict(self) -> dict:
@@ -82,6 +82,7 @@ class SafetyChecker:
         self._turn: Dict[str, int] = {}
         # patterns over a child's turns (conversation.py); the engine calls its watch()
         self.conversation = conversation or ConversationMonitor(None, self.standardise)
+        self.judge = None  # judge.SafetyJudge when safety.judge is on: asked when unsure
 
     def probabilities(self, text: str) -> Dict[str, float]:
         """Return the learned stage's P(category) of a text ({} when it is off)."""
@@ -245,6 +246,12 @@ class SafetyChecker:
                 name in self.categories and \
                 name not in quiet and not self._allowed(name, packed):
             return self._verdict(name, f'{name}: classifier ({p:.2f})', 'input', p)
+        if self.judge is not None and self.judge.unsure(p, threshold):
+            said = self.judge.ask(spaced)
+            cat = said if said in self.categories else name
+            if said is not None and cat in self.categories and cat not in quiet and \
+                    not self._allowed(cat, packed):
+                return self._verdict(cat, f'{cat}: judge (classifier {p:.2f})', 'judge', p)
         return None
 
     def check_output(self, text: str) -> Verdict:
