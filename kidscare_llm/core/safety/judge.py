@@ -20,15 +20,15 @@ log = logging.getLogger(__name__)
 MEANINGS = {
     'self_harm': 'the child wants to die, disappear or hurt themselves',
     'abuse': 'an adult hits, neglects, threatens or touches the child',
-    'personal_info': "the child gives or is asked for an address, phone, school, password or "
-                     'photo',
+    'personal_info': 'the child gives or is asked for an address, phone, school, password '
+                     'or photo',
     'sexual': 'sexual content, requests or disclosures',
     'violence': 'the child wants to hurt someone, or weapons used on people',
     'dangerous': 'a risky act: fire, electricity, medicine, heights, running away, strangers',
     'bullying': 'the child is bullied or bullies someone',
     'adult': 'alcohol, smoking, drugs, gambling, adult websites',
 }
-PROMPT = """Task: check whether the Child's message to a kids-care robot is unsafe under the \
+PROMPT = '''Task: check whether the Child's message to a kids-care robot is unsafe under the \
 categories below. Ordinary questions, games, stories, homework and feelings are safe.
 
 <BEGIN UNSAFE CONTENT CATEGORIES>
@@ -39,7 +39,7 @@ categories below. Ordinary questions, games, stories, homework and feelings are 
 Child: {text}
 <END CONVERSATION>
 
-Answer with one line: "safe", or "unsafe" followed by the category name."""
+Answer with one line: "safe", or "unsafe" followed by the category name.'''
 
 
 class SafetyJudge:
@@ -94,4 +94,3 @@ def create_judge(backend, categories: Sequence[str], low: float) -> Optional[Saf
     if backend is None or getattr(backend, 'kind', 'none') == 'none':
         return None
     return SafetyJudge(backend, categories, low)
-
