@@ -95,7 +95,7 @@ def build_knowledge_base(params: Params, name: str = '', analyzer=None):
         chroma_url=params['rag.chroma_url'], chunk_chars=params['rag.chunk_chars'],
         overlap=params['rag.chunk_overlap'], fusion_weight=params['rag.fusion_weight'],
         candidates=params['rag.candidates'], min_dense=params['rag.min_dense'],
-        min_bm25=params['rag.min_bm25'])
+        min_bm25=params['rag.min_bm25'], fusion=params['rag.fusion'])
 
 
 def build_safety(params: Params, analyzer=None, backend: Optional[Backend] = None):
@@ -207,7 +207,7 @@ def apply_live(engine: ChatEngine, changes: Params) -> None:
     if engine.memory is not None and 'memory.min_dense' in changes:
         engine.memory.min_dense = changes['memory.min_dense']
     if engine.knowledge is not None:
-        for name in ('rag.fusion_weight', 'rag.min_dense', 'rag.min_bm25'):
+        for name in ('rag.fusion', 'rag.fusion_weight', 'rag.min_dense', 'rag.min_bm25'):
             if name in changes:
                 setattr(engine.knowledge, name.split('.', 1)[1], changes[name])
     log.info('parameters changed at run time: %s',

