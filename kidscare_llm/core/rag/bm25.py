@@ -119,6 +119,34 @@ class BM25Index:
         return [(self._ids[i], float(scores[i])) for i in top[np.argsort(-scores[top])]
                 if scores[i] > 0]
 
+    def explain(self, terms: Sequence[str], chunk_ids: Iterable[str]
+                ) -> Dict[str, Tuple[float, float]]:
+        """Return {chunk id: (BM25 score, share of the query's idf its words cover)}.
+
+        For any chunk, not only the top k: fusion scores the other retriever's candidates too,
+        and the covered share tells how much of the question a chunk shares word for word.
+        """
+        n, terms = len(self._rows), self._words(terms)
+        rows = {cid: self._rows[cid] for cid in chunk_ids if cid in self._rows}
+        if not n or not terms or not rows:
+            return {cid: (0.0, 0.0) for cid in rows}
+        avg = self._total / n
+        score = dict.fromkeys(rows, 0.0)
+        covered = dict.fromkeys(rows, 0.0)
+        total_idf = 0.0
+        for term, qtf in Counter(terms).items():
+            posting = self._postings.get(term, {})
+            idf = math.log(1 + (n - len(posting) + 0.5) / (len(posting) + 0.5))
+            total_idf += qtf * idf
+            for cid, row in rows.items():
+                tf = posting.get(row)
+                if tf:
+                    norm = self.k1 * (1 - self.b + self.b * self._lengths[row] / avg)
+                    score[cid] += qtf * idf * tf * (self.k1 + 1) / (tf + norm)
+                    covered[cid] += qtf * idf
+        return {cid: (score[cid], covered[cid] / total_idf if total_idf else 0.0)
+                for cid in rows}
+
 
 class Fts5Index:
     """BM25 by SQLite FTS5 over space-joined morphemes: on disk, incremental, transactional.

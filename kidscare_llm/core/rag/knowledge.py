@@ -9,6 +9,7 @@ Ingestion is incremental: a content hash per document decides what is indexed ag
 hash per chunk text what is embedded again.
 """
 
+from dataclasses import dataclass
 import hashlib
 import logging
 from pathlib import Path
@@ -22,10 +23,20 @@ from kidscare_llm.core.rag.background import EmbeddingWorker
 from kidscare_llm.core.rag.bm25 import BM25Index
 from kidscare_llm.core.rag.documents import (chunk_sentences, DocumentError, find_documents,
                                              IngestReport, Passage, read_document)
-from kidscare_llm.core.rag.fusion import fuse, relevant
+from kidscare_llm.core.rag.fusion import fuse, fuse_learned, relevant
 from kidscare_llm.core.rag.store import VectorStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Scored:
+    """One query's candidates: each retriever's best, and every candidate scored by both."""
+
+    bm25: Dict[str, float]  # BM25's top candidates: score
+    dense: Dict[str, float]  # the dense top candidates: cosine
+    explained: Dict[str, Tuple[float, float]]  # all of them: (BM25 score, idf coverage)
+    cosines: Dict[str, float]  # all of them that have a vector: cosine
 
 
 class KnowledgeBase:
@@ -38,12 +49,13 @@ class KnowledgeBase:
     def __init__(self, folder: Path, name: str, embedder, analyzer, chroma_url: str = '',
                  chunk_chars: int = 400, overlap: int = 1, fusion_weight: float = 0.6,
                  candidates: int = 40, min_dense: float = 0.82, min_bm25: float = 6.0,
-                 inline_chunks: int = 8):
+                 inline_chunks: int = 8, fusion: str = 'learned'):
         self.folder = Path(folder) / name
         self.folder.mkdir(parents=True, exist_ok=True)
         self.name, self.embedder, self.analyzer = name, embedder, analyzer
         self.chunk_chars, self.overlap = chunk_chars, overlap
         self.fusion_weight, self.n_candidates = fusion_weight, candidates
+        self.fusion = fusion  # 'learned' (adapts to the question) or 'fixed' (fusion_weight)
         self.min_dense, self.min_bm25 = min_dense, min_bm25
         # a document of at most this many chunks is embedded before ingest returns (a second
         # or less); a longer one is searchable by BM25 at once and embedded in the background
@@ -139,15 +151,20 @@ class KnowledgeBase:
                     and any(s == r or s.startswith(r.rstrip('/') + '/') for r in roots)]
             self.remove(gone)
             report.removed += gone
-        if report.updated or report.removed:  # vectors of texts no chunk has any more
-            with self._lock:
-                self.worker.cache.prune()
-                self._db.commit()
+        if report.added or report.updated or report.removed:
+            self.prune_cache()
         if wait:
             self.wait_embedded(progress=progress)
         report.seconds = time.monotonic() - start
         log.info('knowledge base %s: %s', self.name, report.summary())
         return report
+
+    def prune_cache(self) -> int:
+        """Forget cached vectors of texts no chunk has any more; return how many."""
+        with self._lock:
+            pruned = self.worker.cache.prune()
+            self._db.commit()
+        return pruned
 
     def add_text(self, source: str, title: str, text: str) -> int:
         """Index one text under a source name unless it is unchanged; return chunks stored."""
@@ -200,10 +217,10 @@ class KnowledgeBase:
                 self._db.commit()
 
     # -- retrieval -------------------------------------------------------------------------
-    def candidates(self, query: str) -> Tuple[Dict[str, float], Dict[str, float]]:
-        """Return the best BM25 scores and dense cosines for a query, by chunk id."""
+    def scored(self, query: str) -> Scored:
+        """Return both retrievers' best candidates, each scored by both (see fusion.py)."""
         if not len(self) or not query.strip():
-            return {}, {}
+            return Scored({}, {}, {}, {})
         terms = self.analyzer.terms(query)
         vector = self.embedder.query(query)
         with self._lock:
@@ -211,22 +228,38 @@ class KnowledgeBase:
             embedded = len(self.bm25) - self._db.execute(
                 'SELECT count(*) FROM pending').fetchone()[0]
             dense = self.vectors.query(vector, min(self.n_candidates, embedded))
-        return bm25, dense
+            union = set(bm25) | set(dense)
+            explained = self.bm25.explain(terms, union)
+            others = self.vectors.vectors([c for c in union if c not in dense])
+        cosines = dict(dense, **{c: float(v @ vector) for c, v in others.items()})
+        return Scored(bm25, dense, explained, cosines)
+
+    def candidates(self, query: str) -> Tuple[Dict[str, float], Dict[str, float]]:
+        """Return the best BM25 scores and dense cosines for a query, by chunk id."""
+        got = self.scored(query)
+        return got.bm25, got.dense
 
     def relevant(self, bm25: Dict[str, float], dense: Dict[str, float]) -> bool:
         """Apply the relevance floor: True when either retriever found something close enough."""
         return relevant(bm25, dense, self.min_dense, self.min_bm25)
 
+    def fused(self, got: Scored) -> Dict[str, float]:
+        """Return the fused score of every candidate (rag.fusion: learned or fixed)."""
+        if self.fusion == 'fixed':
+            return fuse(got.bm25, got.dense, self.fusion_weight)
+        return fuse_learned(got.explained, got.cosines)
+
     def search(self, query: str, k: int = 4) -> List[Passage]:
         """Return up to k passages for the query, best first; [] when nothing is relevant."""
-        bm25, dense = self.candidates(query)
-        if not (bm25 or dense) or not self.relevant(bm25, dense):
+        got = self.scored(query)
+        if not (got.bm25 or got.dense) or not self.relevant(got.bm25, got.dense):
             return []
-        fused = fuse(bm25, dense, self.fusion_weight)
+        fused = self.fused(got)
         best = sorted(fused, key=fused.get, reverse=True)[:k]
         rows = self._chunks(best)
         return [Passage(cid, rows[cid][2], rows[cid][0], rows[cid][1], rows[cid][3],
-                        fused[cid], bm25.get(cid, 0.0), dense.get(cid, 0.0))
+                        fused[cid], got.explained.get(cid, (0.0, 0.0))[0],
+                        got.cosines.get(cid, 0.0))
                 for cid in best if cid in rows]
 
     def _chunks(self, ids: Sequence[str]) -> Dict[str, Tuple[str, int, str, str]]:

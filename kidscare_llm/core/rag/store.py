@@ -52,6 +52,14 @@ class VectorStore:
         if ids:
             self.collection.delete(ids=ids)
 
+    def vectors(self, ids: Sequence[str]) -> Dict[str, np.ndarray]:
+        """Return the stored vectors of some chunks by id (chunks without one are left out)."""
+        if not ids:
+            return {}
+        got = self.collection.get(ids=list(ids), include=['embeddings'])
+        return {cid: np.asarray(v, dtype=np.float32)
+                for cid, v in zip(got['ids'], got['embeddings'])}
+
     def query(self, vector: np.ndarray, n: int) -> Dict[str, float]:
         """Return the n nearest chunks as {chunk id: cosine similarity}."""
         if n <= 0:
