@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlite3
 import threading
 import time
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 
 from kidscare_llm.core.rag.background import EmbeddingWorker
@@ -99,7 +99,7 @@ class KnowledgeBase:
         total = len(self)
         return {'done': max(total - pending, 0), 'total': total}
 
-    def wait_embedded(self, timeout: float = None, progress: bool = False) -> bool:
+    def wait_embedded(self, timeout: Optional[float] = None, progress: bool = False) -> bool:
         """Block until every chunk has its vector (True) or timeout seconds pass (False)."""
         from tqdm import tqdm
 
@@ -110,12 +110,13 @@ class KnowledgeBase:
                 status['total'] - left - bar.n))
 
     def ingest(self, paths: Iterable[Path], delete_missing: bool = False,
-               progress: bool = False, wait: bool = False) -> IngestReport:
+               progress: bool = False, wait: Optional[bool] = None) -> IngestReport:
         """Index new and changed documents, skip unchanged ones, optionally drop missing ones.
 
         A document that cannot be read is reported and skipped; the others go on. New chunks
         are searchable by BM25 on return and gain dense vectors in the background; wait=True
-        returns only when they have them (a progress bar with progress=True).
+        returns only when they have them. wait defaults to progress: the CLI, which shows a
+        progress bar and then exits, waits; the console's uploads do not.
         """
         from tqdm import tqdm
 
@@ -153,7 +154,7 @@ class KnowledgeBase:
             report.removed += gone
         if report.added or report.updated or report.removed:
             self.prune_cache()
-        if wait:
+        if progress if wait is None else wait:
             self.wait_embedded(progress=progress)
         report.seconds = time.monotonic() - start
         log.info('knowledge base %s: %s', self.name, report.summary())
