@@ -19,6 +19,7 @@ setup(
         (f'share/{PACKAGE}/config/safety', glob('config/safety/*.yaml')),
         (f'share/{PACKAGE}/config/memory', glob('config/memory/*.yaml')),
         (f'share/{PACKAGE}/data/safety/train', glob('data/safety/train/*.jsonl')),
+        (f'share/{PACKAGE}/data/safety/cues', glob('data/safety/cues/*.jsonl')),
     ],
     package_data={'kidscare_llm.console': ['templates/*.html', 'static/*']},
     install_requires=['setuptools'],

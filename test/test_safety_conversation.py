@@ -222,3 +222,42 @@ def test_a_grooming_pattern_over_dds_reaches_caregiver_alert(tmp_path):
     finally:
         node.terminate()
         node.wait(timeout=20)
+
+
+DIALECT_GROOMING = ['수영 코치님이 나만 아이스크림 사 줬다', '코치님이 니는 다른 애들이랑 다르다 카더라',
+                    '코치님이 문자 보내고 바로 지우라 칸다', '일요일에 코치님 차 타고 둘이 어디 가재']
+
+
+def test_learned_cues_read_what_the_cue_lists_miss(checker):
+    monitor = checker.conversation
+    assert monitor.cue_model is not None  # on in the packaged conversation.yaml
+    assert 'secret' in monitor.cue_model.cues('코치님이 문자 보내고 바로 지우라 칸다')
+    alerts = talk(checker, 'learned', DIALECT_GROOMING)
+    assert alerts and alerts[0][1].category == 'grooming' and alerts[0][0] <= 4
+    model, monitor.cue_model = monitor.cue_model, None
+    try:
+        assert talk(checker, 'rules-only', DIALECT_GROOMING) == []  # the lists alone miss it
+    finally:
+        monitor.cue_model = model
+
+
+def test_telling_a_parent_is_not_a_secret(checker):
+    monitor = checker.conversation
+    told = '모르는 사람이라 엄마한테 말했어'
+    monitor.forget('told')
+    monitor.observe('told', told)
+    assert 'told' in monitor._children['told'].turns[-1].cues
+    assert 'secret' not in monitor._children['told'].turns[-1].cues
+    assert talk(checker, 'told', ['어떤 아저씨가 길 물어봤어', told, '엄마가 잘했대']) == []
+
+
+@pytest.mark.parametrize('section, error', [
+    ({'threshold': 0}, 'threshold'), ({'labels': {'secret': 'sekret'}}, 'sekret'),
+    ({'thresholds': {'secret': 2}}, 'threshold'), ({'examples': 'nowhere'}, 'nowhere')])
+def test_bad_cue_classifier_settings_say_what_to_fix(tmp_path, section, error):
+    from kidscare_llm.core.errors import ConfigError
+    from kidscare_llm.core.safety.conversation import CUES
+    from kidscare_llm.core.safety.cues import CueSettings
+
+    with pytest.raises(ConfigError, match=error):
+        CueSettings.parse(section, tmp_path / 'conversation.yaml', frozenset(CUES))

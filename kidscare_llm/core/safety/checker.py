@@ -114,8 +114,9 @@ class SafetyChecker:
         exemplars = Exemplars.gather({n: categories[n].exemplars for n in policy.priority},
                                      benign)
         checker = cls(policy, categories, exemplars, analyzer)
-        checker.conversation = ConversationMonitor.load(config_dir, checker.standardise,
-                                                        checker.probabilities)
+        checker.conversation = ConversationMonitor.load(
+            config_dir, checker.standardise, checker.probabilities,
+            checker.analyse.spaced_and_morphs, checker.features_salt())
         return checker
 
     def classifier(self) -> Optional[SafetyClassifier]:
@@ -126,19 +127,24 @@ class SafetyChecker:
         if self._clf is None:
             with self._clf_lock:
                 if self._clf is None:
-                    from kiwipiepy import __version__ as kiwi_version
-                    # the features also depend on the rewrite rules and Kiwi's analyses
-                    rewrite = {r.pattern: r.replacement for r in self.policy.rewrite}
-                    salt = json.dumps([rewrite, kiwi_version], ensure_ascii=False)
                     self._clf = SafetyClassifier.load_or_train(
                         settings.examples, self.analyse.spaced_and_morphs, settings.dims_log2,
-                        settings.c, cache_dir(), salt)
+                        settings.c, cache_dir(), self.features_salt())
         return self._clf
+
+    def features_salt(self) -> str:
+        """What learned features depend on besides the lines: rewrite rules, Kiwi's version."""
+        from kiwipiepy import __version__ as kiwi_version
+
+        rewrite = {r.pattern: r.replacement for r in self.policy.rewrite}
+        return json.dumps([rewrite, kiwi_version], ensure_ascii=False)
 
     def warm_up(self) -> 'SafetyChecker':
         """Load Kiwi, the exemplar index and the classifier now: the first check is not slow."""
         self.exemplars.index(self.analyse.tokens)
         self.classifier()
+        if self.conversation.cue_model is not None:
+            self.conversation.cue_model.model()
         return self
 
     def _verdict(self, category: str, reason: str, stage: str, score: float = 0.0) -> Verdict:

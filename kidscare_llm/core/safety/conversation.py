@@ -18,17 +18,19 @@ import time
 from typing import Callable, Dict, FrozenSet, List, Optional, Pattern, Tuple
 
 from kidscare_llm.core.errors import ConfigError
+from kidscare_llm.core.safety.cues import create as create_cue_model, CueModel, CueSettings
 from kidscare_llm.core.safety.lexicon import alternation, strings
 from kidscare_llm.core.safety.normalise import compact
 
 log = logging.getLogger(__name__)
 
 CONVERSATION_FILE = 'conversation.yaml'
+PLACES = ('에서', '에게', '한테')  # "학교에서도 ...": a place or a listener, not who did it
 GROOMING_MORE = ('gift', 'secret', 'alone', 'ride', 'photo', 'contact', 'special')  # + adult
 ISOLATING = ('secret', 'alone', 'photo_ask', 'touch', 'contact')  # or a stranger's ride
 CUES = ('adult', 'stranger', 'online', 'meet', 'photo_ask', 'touch') + GROOMING_MORE + (
     'surprise', 'low', 'blame', 'persist', 'recover', 'hurt', 'resolved', 'again', 'same',
-    'story')
+    'story', 'told')
 SETTINGS = {'enabled': True, 'window_turns': 40, 'window_days': 14.0, 'low_mood_turns': 3,
             'blame_turns': 2, 'bullying_turns': 2, 'bullying_turns_without_again': 3}
 
@@ -66,8 +68,10 @@ class ConversationRules:
 
     def __init__(self, cues: Dict[str, Pattern], peer: List[Pattern],
                  not_peers: FrozenSet[str], settings: dict,
-                 learned: Optional[Dict[str, Dict[str, float]]] = None):
+                 learned: Optional[Dict[str, Dict[str, float]]] = None,
+                 cue_settings: Optional[CueSettings] = None):
         self.learned = learned or {}  # cue -> {classifier category: P that adds the cue}
+        self.cue_settings = cue_settings  # the learned cues (cues.py), or None
         self.cue_rx = cues
         self.peer_rx = peer
         self.not_peers = not_peers
@@ -101,7 +105,8 @@ class ConversationRules:
                               '(0, 1]}}; fix it')
         return cls({k: v for k, v in compiled.items() if v is not None}, peer,
                    frozenset(strings(data, 'not_peers', path)), settings,
-                   {k: {c: float(x) for c, x in v.items()} for k, v in learned.items()})
+                   {k: {c: float(x) for c, x in v.items()} for k, v in learned.items()},
+                   CueSettings.parse(data.get('cue_classifier'), path, frozenset(CUES)))
 
     def cues(self, spaced: str) -> FrozenSet[str]:
         """Return the cue kinds of a normalised turn (with and without spaces)."""
@@ -121,7 +126,7 @@ class ConversationRules:
         """Return who is named doing it (the subject nearest before the end), '' for none."""
         names = [(m.start(), m.group('who')) for rx in self.peer_rx for m in rx.finditer(spaced)]
         names = [n for _, n in sorted(names)]
-        names = [n for n in names if n not in self.not_peers]
+        names = [n for n in names if n not in self.not_peers and not n.endswith(PLACES)]
         if not names:
             return ''
         name = names[-1]
@@ -134,21 +139,27 @@ class ConversationMonitor:
     categories = ('grooming', 'low_mood', 'bullying_repeat')  # each alerts, always
 
     def __init__(self, rules: Optional[ConversationRules], standardise: Callable[[str], str],
-                 probabilities: Optional[Callable[[str], Dict[str, float]]] = None):
+                 probabilities: Optional[Callable[[str], Dict[str, float]]] = None,
+                 cue_model: Optional[CueModel] = None):
         self.rules = rules
         self.standardise = standardise  # the checker's normalise + rewrite
         self.probabilities = probabilities  # the classifier's P(category) of a text, or None
+        self.cue_model = cue_model  # the learned cues of a turn (cues.py), or None
         self._children: Dict[str, _Child] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def load(cls, config_dir: Path, standardise: Callable[[str], str],
-             probabilities=None) -> 'ConversationMonitor':
-        """Read config_dir/conversation.yaml (no file: the stage is off)."""
+             probabilities=None, analyse=None, salt: str = '') -> 'ConversationMonitor':
+        """Read config_dir/conversation.yaml (no file: the stage is off).
+
+        analyse (the checker's text -> (spaced, morphs)) lets the learned cues run.
+        """
         from kidscare_llm.core.safety.policy import read_yaml
         path = Path(config_dir) / CONVERSATION_FILE
         rules = ConversationRules.parse(read_yaml(path), path) if path.is_file() else None
-        return cls(rules, standardise, probabilities)
+        cue_model = create_cue_model(rules and rules.cue_settings, analyse, salt)
+        return cls(rules, standardise, probabilities, cue_model)
 
     @property
     def enabled(self) -> bool:
@@ -205,13 +216,17 @@ class ConversationMonitor:
                      if any(p.get(c, 0.0) >= bar for c, bar in bars.items())}
             if 'resolved' in cues:
                 cues.discard('hurt')
+        if self.cue_model is not None and 'story' not in cues:
+            cues |= self.cue_model.cues(text) - ({'hurt'} if 'resolved' in cues else set())
+        if 'told' in cues:
+            cues.discard('secret')  # the child told a parent: the opposite of a secret
         if verdict is not None and getattr(verdict, 'category', None) == 'self_harm':
             cues.add('low')  # a self-harm line said as a joke still counts as a low turn
         if 'same' in cues and child.turns:  # "오늘도 그랬어": what the turn before said
             before = child.turns[-1]
             cues |= {'hurt', 'again'} if 'hurt' in before.cues else set()
             cues |= {'low', 'persist'} if before.cues & {'low', 'blame'} else set()
-        peer = self.rules.peer(spaced) if 'hurt' in cues or 'resolved' in cues else ''
+        peer = self.rules.peer(spaced)  # who is named: a later "걔" or no name means them
         child.turns.append(Turn(text, when, frozenset(cues), peer))
         s = self.rules.settings
         while child.turns and (len(child.turns) > s['window_turns']
@@ -245,8 +260,9 @@ class ConversationMonitor:
         """Return (why, turns) of grooming, else None.
 
         An adult who is not a parent + isolation (a secret, meeting alone, a photo asked for,
-        a stranger's ride) + one more cue (a stranger asking for a photo is two); a secret
-        told within three turns after a surprise does not count.
+        a stranger's ride) + one more cue (a stranger asking for a photo is two); without a
+        word for an adult, a secret + another isolation + one more. A secret told within
+        three turns after a surprise does not count.
         """
         stranger = any('stranger' in t.cues for _, t in recent)
         cued, kinds = [], set()
@@ -261,7 +277,9 @@ class ConversationMonitor:
                 kinds |= cues
         isolating = set(ISOLATING) | ({'ride'} if stranger else set())
         counted = kinds - {'adult'} if stranger else kinds - {'adult', 'photo_ask'}
-        if 'adult' in kinds and kinds & isolating and len(counted) >= 2:
+        # whoever it is: kept from the parents, and alone with them or a photo, and a gift
+        unnamed = 'secret' in kinds and kinds & isolating - {'secret'} and len(counted) >= 3
+        if ('adult' in kinds or unnamed) and kinds & isolating and len(counted) >= 2:
             return ('an adult who is not a parent with ' + ', '.join(
                 sorted(kinds - {'adult'})), cued)
         return None
