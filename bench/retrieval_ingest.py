@@ -37,7 +37,7 @@ def pipeline_speed(articles, workdir, spec, analyzer):
     embedder.passages(['준비'])  # the model is loaded before the clock starts
     kb_dir = Path(workdir) / f'kb-{spec}'
     shutil.rmtree(kb_dir, ignore_errors=True)
-    kb = KnowledgeBase(kb_dir, 'speed', embedder, analyzer)
+    kb = KnowledgeBase(kb_dir, 'speed', embedder, analyzer, inline_chunks=0)  # as a long PDF
     start = time.perf_counter()
     report = kb.ingest([folder])
     searchable = time.perf_counter() - start
