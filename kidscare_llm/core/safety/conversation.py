@@ -30,7 +30,7 @@ GROOMING_MORE = ('gift', 'secret', 'alone', 'ride', 'photo', 'contact', 'special
 ISOLATING = ('secret', 'alone', 'photo_ask', 'touch', 'contact')  # or a stranger's ride
 CUES = ('adult', 'stranger', 'online', 'meet', 'photo_ask', 'touch') + GROOMING_MORE + (
     'surprise', 'low', 'blame', 'persist', 'recover', 'hurt', 'resolved', 'again', 'same',
-    'story', 'told')
+    'story', 'told', 'lesson', 'together')
 SETTINGS = {'enabled': True, 'window_turns': 40, 'window_days': 14.0, 'low_mood_turns': 3,
             'blame_turns': 2, 'bullying_turns': 2, 'bullying_turns_without_again': 3}
 
@@ -220,6 +220,10 @@ class ConversationMonitor:
             cues |= self.cue_model.cues(text) - ({'hurt'} if 'resolved' in cues else set())
         if 'told' in cues:
             cues.discard('secret')  # the child told a parent: the opposite of a secret
+        if 'together' in cues:
+            cues -= {'alone', 'ride'}  # the family or the group goes too
+        if 'lesson' in cues:  # a safety lesson retold: nothing happened to the child
+            cues -= set(GROOMING_MORE) | {'adult', 'stranger', 'photo_ask', 'touch', 'meet'}
         if verdict is not None and getattr(verdict, 'category', None) == 'self_harm':
             cues.add('low')  # a self-harm line said as a joke still counts as a low turn
         if 'same' in cues and child.turns:  # "오늘도 그랬어": what the turn before said
