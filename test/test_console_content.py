@@ -143,6 +143,30 @@ def test_ingestion_runs_beside_replies_and_other_commands_wait_for_them(robot):
     assert 'dino.md' in cited(robot.desk.reply('mina', QUESTION))
 
 
+def test_a_long_upload_is_found_at_once_and_the_page_shows_its_embedding(robot):
+    robot.uploads.mkdir(parents=True, exist_ok=True)
+    animals = ['사자', '호랑이', '코끼리', '기린', '하마', '펭귄', '고래', '수달', '판다', '여우',
+               '늑대', '곰']
+    paragraphs = [' '.join(f'{a}는 {j}월에 동물원에서 {i + j}번째로 인기가 많았어요.'
+                           for j in range(1, 15)) for i, a in enumerate(animals, 1)]
+    text = '\n\n'.join(paragraphs)
+    text += '\n\n수달은 배를 하늘로 하고 누워서 조개를 돌멩이로 톡톡 깨서 먹어요.'
+    (robot.uploads / 'zoo.md').write_text('# 동물원\n' + text, encoding='utf-8')
+    answer = ask(robot.desk, 'knowledge.ingest', files=['zoo.md'])
+    assert answer['ok'] and answer['result']['chunks'] > robot.kb.inline_chunks
+    status = ask(robot.desk, 'knowledge.status')['result']
+    assert status['total'] >= answer['result']['chunks'] and status['done'] <= status['total']
+    question = '수달은 조개를 돌멩이로 어떻게 깨 먹어?'
+    assert 'zoo.md' in cited(robot.desk.reply('mina', question))  # BM25 at once
+    assert login(robot.client).status_code == 303
+    page = robot.client.get('/knowledge').text
+    assert 'id="embedbar"' in page
+    assert robot.kb.wait_embedded(timeout=300)
+    done = robot.client.get('/knowledge/status').json()
+    assert done == {'done': status['total'], 'total': status['total']}
+    assert starlette.TestClient(robot.client.app).get('/knowledge/status').status_code == 403
+
+
 def test_a_persona_edit_is_a_copy_in_the_data_dir_used_from_the_next_reply(robot):
     packaged = paths.default_persona_dir()
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in packaged.iterdir()}

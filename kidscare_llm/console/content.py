@@ -23,6 +23,7 @@ def routes(web):
     return [Route('/knowledge', pages.knowledge),
             Route('/knowledge/upload', pages.upload, methods=['POST']),
             Route('/knowledge/jobs/{job_id}', pages.job),
+            Route('/knowledge/status', pages.embedding),
             Route('/knowledge/delete', pages.delete, methods=['POST']),
             Route('/persona', pages.persona),
             Route('/persona', pages.save_persona, methods=['POST']),
@@ -49,8 +50,10 @@ class Content(ChatNodePages):
         if job is None and request.query_params.get('job'):
             job = self.jobs.get(request.query_params['job'])
         documents, error = self._call('knowledge.list')
+        embedding, _ = self._call('knowledge.status') if documents is not None else (None, '')
         return self.web.render(request, 'knowledge.html', status=status, documents=documents,
                                error=error, job=job.to_dict() if job else None,
+                               embedding=embedding,
                                message=message, limit_mb=self.console.upload_bytes // 2**20,
                                max_files=MAX_FILES)
 
@@ -85,6 +88,16 @@ class Content(ChatNodePages):
         if status == 400:
             return await run_in_threadpool(self.knowledge, request, 400, job)
         return RedirectResponse(f'/knowledge?job={job.id}', status_code=status)
+
+    def embedding(self, request):
+        """Return how many chunks have dense vectors yet, as JSON (the page's bar polls it)."""
+        from starlette.responses import JSONResponse
+
+        _, session = self.web.session(request)
+        if self.web.who(request, session) is None:
+            return self.web.forbidden('not logged in')
+        status, error = self._call('knowledge.status')
+        return JSONResponse(status or {'error': error}, status_code=200 if status else 502)
 
     def job(self, request):
         """Return a job's progress as JSON (the page's progress bar polls it)."""

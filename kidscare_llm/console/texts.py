@@ -69,6 +69,10 @@ TEXTS = {
     'job_running': ('읽고 있어요…', 'Reading…'), 'job_done': ('끝났어요.', 'Done.'),
     'job_failed': ('챗 노드가 끝내지 못했어요', 'The chat node could not finish'),
     'documents': ('문서', 'Documents'),
+    'embedding': ('의미로 찾기 준비 (문단)', 'Ready for search by meaning (chunks)'),
+    'embedding_note': ('새 문서는 올리자마자 낱말로 찾을 수 있고, 의미로 찾기는 뒤에서 준비돼요.',
+                       'A new document is found by its words at once; search by meaning '
+                       'follows in the background.'),
     'no_documents': ('지식에 문서가 없어요.', 'The knowledge base has no documents.'),
     'source': ('출처', 'Source'), 'chunks': ('조각', 'Chunks'),
     'ingested': ('마지막으로 넣은 때', 'Last ingested'), 'remove': ('삭제', 'Remove'),

@@ -166,10 +166,12 @@ class ChatNode:
         return True, self.engine.reindex()
 
     def on_describe(self):
-        """Say which model and backend answer and who is talking (for UIs and operators)."""
+        """Say which model and backend answer, who is talking, how far embedding got."""
+        kb = self.engine.knowledge
         return True, json.dumps({'model': self.engine.describe(),
                                  'backend': self.engine.backend.kind,
-                                 'user': self.user, 'session': self.engine.session(self.user)},
+                                 'user': self.user, 'session': self.engine.session(self.user),
+                                 'embedded': kb.embedding_status() if kb else None},
                                 ensure_ascii=False)
 
     def _serve_caregiver(self) -> None:

@@ -42,6 +42,28 @@
   poll();
 }());
 
+// Knowledge: while chunks wait for their dense vectors (the chat node embeds them in the
+// background), poll how far it got and move that bar.
+(function () {
+  var box = document.getElementById('embedding');
+  if (!box || !window.fetch) return;
+  var bar = document.getElementById('embedbar');
+  var label = document.getElementById('embedtext');
+  function poll() {
+    fetch('/knowledge/status', {credentials: 'same-origin'})
+      .then(function (r) { return r.json(); })
+      .then(function (s) {
+        if (s.error) { setTimeout(poll, 5000); return; }
+        bar.max = s.total || 1;
+        bar.value = s.done;
+        label.textContent = s.done + ' / ' + s.total;
+        if (s.done < s.total) setTimeout(poll, 1000);
+      })
+      .catch(function () { setTimeout(poll, 5000); });
+  }
+  if (Number(box.getAttribute('data-done')) < Number(box.getAttribute('data-total'))) poll();
+}());
+
 // Persona: show the system prompt's size in tokens as the texts change (nothing is saved).
 (function () {
   var form = document.getElementById('personaform');

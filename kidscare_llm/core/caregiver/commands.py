@@ -36,7 +36,7 @@ NOTED = ('answer', 'safety', 'rules')  # reply kinds stored in the session (othe
 PROGRESSIVE = ('knowledge.ingest',)  # actions that send progress answers before the last
 # Actions that run beside replies, not between them (the knowledge base locks what it shares):
 # a child is answered while a parent's 40-page PDF is read.
-BESIDE_REPLIES = ('knowledge.ingest', 'knowledge.list')
+BESIDE_REPLIES = ('knowledge.ingest', 'knowledge.list', 'knowledge.status')
 
 
 class CommandError(KidscareError):
@@ -259,6 +259,10 @@ class CaregiverDesk:
     def do_knowledge_list(self) -> list:
         """List the knowledge base's documents (source, title, chunks, last ingested)."""
         return self.knowledge.list()
+
+    def do_knowledge_status(self) -> dict:
+        """Say how many chunks have dense vectors yet ({'done', 'total'}; BM25 has them all)."""
+        return self.knowledge.status()
 
     def do_knowledge_ingest(self, files: list, progress=None) -> dict:
         """Ingest uploaded files (names in <data dir>/console/uploads), with progress."""

@@ -71,6 +71,10 @@ class KnowledgeDesk:
                         'uploaded': uploaded, 'persona': source.startswith(PERSONA_PREFIX)})
         return out
 
+    def status(self) -> dict:
+        """Return {'done', 'total'}: chunks searchable by meaning (dense vectors) of all."""
+        return dict(self._kb().embedding_status())
+
     def _upload(self, name: str) -> Path:
         """Return the path of an upload, refusing anything not directly in the uploads folder."""
         if self.data_dir is None:
