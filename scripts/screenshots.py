@@ -54,8 +54,11 @@ def engine_at(data: Path):
     kb.add_text('persona:informations.txt', persona.line('informations_title'),
                 persona.informations)
     options = EngineOptions(Sampling(0.0, 1.0, 64), 500, False, 3, 3, 600, False, False)
+    from kidscare_llm.core.safety import SafetyChecker
+
+    safety = SafetyChecker.load(analyzer=kb.analyzer)  # the Rules page lists its categories
     return ChatEngine(Demo(), persona, SessionStore(data / 'sessions.sqlite3'), options,
-                      knowledge=kb, alerts=AlertLog(data / 'alerts.jsonl'))
+                      knowledge=kb, safety=safety, alerts=AlertLog(data / 'alerts.jsonl'))
 
 
 def demo(data: Path):
