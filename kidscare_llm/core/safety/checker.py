@@ -133,7 +133,7 @@ class SafetyChecker:
         return self._clf
 
     def features_salt(self) -> str:
-        """What learned features depend on besides the lines: rewrite rules, Kiwi's version."""
+        """Return what learned features depend on besides the lines: rewrites, Kiwi's version."""
         from kiwipiepy import __version__ as kiwi_version
 
         rewrite = {r.pattern: r.replacement for r in self.policy.rewrite}
