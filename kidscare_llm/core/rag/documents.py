@@ -54,7 +54,7 @@ class IngestReport:
         """One line for logs and the CLI."""
         return (f'{len(self.added)} added, {len(self.updated)} updated, '
                 f'{len(self.unchanged)} unchanged, {len(self.removed)} removed, '
-                f'{len(self.failed)} failed; {self.chunks} chunks embedded in '
+                f'{len(self.failed)} failed; {self.chunks} chunks indexed in '
                 f'{self.seconds:.1f} s')
 
 
