@@ -168,3 +168,25 @@ def test_vector_cache_embeds_each_text_once(tmp_path, parts):
     with kb._lock:
         assert kb._db.execute('SELECT count(*) FROM vector_cache').fetchone()[0] == n
     kb.close()
+
+
+class Broken(Gated):
+    """The real embedder that fails (say, a store it cannot write) until told to work."""
+
+    def passages(self, texts):
+        if not self.gate.is_set():
+            raise RuntimeError('cannot embed now')
+        return super().passages(texts)
+
+
+def test_a_failing_embedder_never_blocks_and_its_chunks_wait(tmp_path, parts):
+    embedder = Broken(parts[0])
+    kb = open_kb(tmp_path, embedder, parts[1], min_bm25=1.0)
+    kb.add_text('nature.txt', '자연 이야기', ' '.join(TOPICS))
+    assert kb.wait_embedded() is False  # three failed batches: the caller gets control back
+    assert kb.embedding_status() == {'done': 0, 'total': len(kb)}
+    assert '목성' in kb.search('목성의 붉은 점', k=1)[0].text  # BM25 serves meanwhile
+    embedder.gate.set()  # the worker retries by itself
+    assert kb.wait_embedded(timeout=120)
+    assert kb.embedding_status() == {'done': len(kb), 'total': len(kb)}
+    kb.close()

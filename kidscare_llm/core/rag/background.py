@@ -77,6 +77,7 @@ class EmbeddingWorker:
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
         self.embedded = 0  # vectors this process computed (cache hits excluded)
+        self.failures = 0  # batches failed in a row (Chroma unwritable, say); 0 after a success
 
     def pending(self) -> int:
         """Return how many stored chunks wait for their vectors."""
@@ -93,9 +94,16 @@ class EmbeddingWorker:
 
     def wait(self, timeout: Optional[float] = None,
              progress: Optional[Callable[[int], None]] = None) -> bool:
-        """Block until nothing is pending (True) or timeout seconds pass (False)."""
+        """Block until nothing is pending (True), or timeout seconds pass or batches keep failing.
+
+        Three more failed batches in a row return False (the error is logged; the chunks stay
+        queued and the worker keeps retrying), so a caller never waits forever.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        failed = self.failures
         while self.pending():
+            if self.failures >= failed + 3:
+                return False
             if self._thread is None:
                 self.kick()
             left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
@@ -158,9 +166,11 @@ class EmbeddingWorker:
                     self._wake.clear()
                     continue
                 self._store(rows, self.vectors_of([r[1] for r in rows]))
+                self.failures = 0
             except (sqlite3.ProgrammingError, AttributeError):
                 return  # the knowledge base was closed under us
             except Exception:  # noqa: B902 - keep serving BM25; retry the batch later
+                self.failures += 1
                 log.exception('embedding a batch of knowledge chunks failed; retrying in 5 s')
                 self._wake.wait(5.0)
                 self._wake.clear()
