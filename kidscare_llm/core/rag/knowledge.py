@@ -43,7 +43,8 @@ class KnowledgeBase:
     """One named knowledge base: manifest + BM25 in SQLite, vectors in Chroma.
 
     The defaults equal the parameter table's (core/params.py, rag.*); build.py passes them.
-    fusion_weight, min_dense and min_bm25 may be set on a live instance (live parameters).
+    fusion, fusion_weight, min_dense and min_bm25 may be set on a live instance (live
+    parameters); embedding_status() tells how many chunks have their vectors yet.
     """
 
     def __init__(self, folder: Path, name: str, embedder, analyzer, chroma_url: str = '',
