@@ -89,7 +89,7 @@ def export_onnx(model: E5File, target: Path) -> None:
                           dynamic_axes={'embeds': {0: 'batch', 1: 'tokens'},
                                         'mask': {0: 'batch', 1: 'tokens'},
                                         'vectors': {0: 'batch'}})
-        partial = target.with_suffix('.part')
+        partial = target.with_name(f'{target.name}.{os.getpid()}.part')  # two builders at once
         quantize_dynamic(str(plain), str(partial), weight_type=QuantType.QInt8, per_channel=True)
         partial.replace(target)
 
