@@ -107,7 +107,7 @@ def read_e5(path: str) -> E5File:
 class E5Tokenizer:
     """e5.c's tokenizer: its character map, collapsed spaces, metaspace, unigram Viterbi."""
 
-    def __init__(self, model: E5File, max_tokens: int = 512):
+    def __init__(self, model: E5File, max_length: int = 512):
         from tokenizers import models, pre_tokenizers, Tokenizer
 
         vocab = [(p, float(s)) for p, s in zip(model.pieces, model.scores)]
@@ -115,15 +115,15 @@ class E5Tokenizer:
         self._tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement='\u2581',
                                                            prepend_scheme='always')
         self._table = str.maketrans(model.normalise)
-        self.bos, self.eos, self.max_tokens = model.bos, model.eos, max_tokens
+        self.bos, self.eos, self.max_length = model.bos, model.eos, max_length
 
     def normalised(self, text: str) -> str:
         """Apply the model's character map and collapse runs of spaces, as e5.c does."""
         return SPACES.sub(' ', text.translate(self._table))
 
     def ids(self, texts: Sequence[str], prefix: str) -> List[List[int]]:
-        """Return each text's ids with <s> and </s>, cut to max_tokens (e5.c windows instead)."""
+        """Return each text's ids with <s> and </s>, cut to max_length (e5.c windows instead)."""
         got = self._tok.encode_batch([self.normalised(prefix + t) for t in texts],
                                      add_special_tokens=False)
-        keep = self.max_tokens - 2
+        keep = self.max_length - 2
         return [[self.bos] + e.ids[:keep] + [self.eos] for e in got]

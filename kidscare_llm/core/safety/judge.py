@@ -46,12 +46,12 @@ class SafetyJudge:
     """Asks a chat backend to classify one line; keeps how long each question took."""
 
     def __init__(self, backend, categories: Sequence[str], low: float = 0.3,
-                 max_tokens: int = 12):
+                 answer_tokens: int = 12):
         from kidscare_llm.core.llm.base import Sampling
 
         self.backend, self.low = backend, low
         self.categories = [c for c in categories if c in MEANINGS] or list(MEANINGS)
-        self.sampling = Sampling(0.0, 1.0, max_tokens)
+        self.sampling = Sampling(0.0, 1.0, answer_tokens)
         self.latencies_ms: List[float] = []
         self._lock = threading.Lock()
         lines = [f'S{i}: {name}: {MEANINGS[name]}' for i, name in
