@@ -20,6 +20,7 @@ from kidscare_llm.core.safety.normalise import compact, MAX_CHARS
 from kidscare_llm.core.safety.policy import ACTIONS, default_safety_dir, default_train_dir
 
 TRAIN = ROOT / 'data' / 'safety' / 'train'  # the classifier's training lines
+CUES = ROOT / 'data' / 'safety' / 'cues'  # the conversation stage's cue model's lines
 EVAL = ROOT / 'data' / 'safety' / 'eval'  # never trained on
 
 
@@ -446,12 +447,13 @@ def _keys(folder: Path) -> dict:
 
 
 def test_train_and_eval_sets_are_disjoint():
-    """The classifier never trains on a line of an evaluation set, spelling aside.
+    """No learned stage trains on a line of an evaluation set, spelling aside.
 
     Lines are compared as the checks see them (normalise() then compact()), so "섹 스 하 자"
-    and "섹스 하자" are one line. A clash is fixed in the training file, never in data/safety/eval.
+    and "섹스 하자" are one line; the cue model's lines count as training lines too. A clash
+    is fixed in the training file, never in data/safety/eval.
     """
-    train, held_out = _keys(TRAIN), _keys(EVAL)
+    train, held_out = {**_keys(CUES), **_keys(TRAIN)}, _keys(EVAL)
     assert len(held_out) > 1500 and len(train) > 5000
     both = sorted(f'{held_out[k]} = {train[k]}' for k in set(held_out) & set(train))
     assert not both, both
