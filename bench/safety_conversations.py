@@ -6,8 +6,9 @@ told; null for benign look-alikes) and feeds each conversation, turn by turn, to
 child of the checker's conversation stage (the input check runs first on each turn, as in
 the engine). Prints recall (risky conversations alerted in their own category by
 complete_at; any category too), false alerts on look-alikes, per label, and the time per turn.
-Default: the blind evaluation file data/safety/eval/conversations_eval.jsonl (never tuned
-on); data/safety/train/conversations_r11.jsonl is the tuning file. Last line: one JSON object.
+Default: the blind evaluation file data/safety/eval/conversations_eval.jsonl (its false alerts
+were read in round 12); data/safety/eval/conversations_eval2.jsonl is the never-seen one, and
+data/safety/train/conversations_r1*.jsonl the tuning files. Last line: one JSON object.
 
   .venv/bin/python bench/safety_conversations.py [--data FILE] [--errors]
 """
