@@ -69,7 +69,7 @@ class CaregiverActions:
     def do_rules_clear(self, user: str) -> dict:
         """Drop a child's own rule."""
         self.rules.remove(user)
-        return self.rules.to_dict()
+        return self.do_rules_get()
 
     def do_child_export(self, user: str) -> dict:
         """Return everything kept about one child."""

@@ -6,8 +6,9 @@ again, or the same classmate hurting the child again. The per-utterance checker 
 these, so this stage keeps, per child, the recent child turns (rebuilt from the session store
 at the first turn after a start, `window_days` back) with the cues each one carries (regexes
 in config/safety/conversation.yaml), and raises an alert of its own category (grooming,
-low_mood, bullying_repeat) whose reason lists the turns that made the pattern. Rules, not a
-model: each cue and each pattern is a line an operator can read and change.
+low_mood, bullying_repeat) whose reason lists the turns that made the pattern. The patterns
+are rules an operator can read and change; the cues come from the regex lists and from two
+learned models (the classifier's categories, and the cue model of cues.py).
 """
 
 from dataclasses import dataclass, field
@@ -209,15 +210,15 @@ class ConversationMonitor:
         spaced = self.standardise(text)
         cues = set(self.rules.cues(spaced))
         learned = self.rules.learned
-        if learned and self.probabilities is not None and 'story' not in cues:
-            # the classifier has read many more ways to say it than the cue lists
-            p = self.probabilities(text)
-            cues |= {cue for cue, bars in learned.items()
-                     if any(p.get(c, 0.0) >= bar for c, bar in bars.items())}
-            if 'resolved' in cues:
-                cues.discard('hurt')
-        if self.cue_model is not None and 'story' not in cues:
-            cues |= self.cue_model.cues(text) - ({'hurt'} if 'resolved' in cues else set())
+        if 'story' not in cues:  # the models have read more ways to say it than the lists
+            if learned and self.probabilities is not None:
+                p = self.probabilities(text)
+                cues |= {cue for cue, bars in learned.items()
+                         if any(p.get(c, 0.0) >= bar for c, bar in bars.items())}
+            if self.cue_model is not None:
+                cues |= self.cue_model.cues(text)
+        if 'resolved' in cues:
+            cues.discard('hurt')  # an apology or a game both play
         if 'told' in cues:
             cues.discard('secret')  # the child told a parent: the opposite of a secret
         if 'together' in cues:
