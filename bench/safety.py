@@ -14,9 +14,14 @@ were tuned on, which were never): README, Child safety. data/safety/eval holds t
 classifier never trained on (kept disjoint from data/safety/train); safety_fresh8.jsonl,
 safety_fresh9.jsonl, safety_fresh10.jsonl and safety_everyday.jsonl there are the unseen sets:
 nothing was tuned on them either.
+The learned stage reads each line's e5 embedding as the robot does (--embedder, default
+e5-int8, the default rag.embedder; none: n-grams only). On the robot that vector is the one
+retrieval computes for the same words in the same turn (SharedQueries), so the check's
+latency is timed with it computed beforehand; the embedding's own p95 is printed beside it.
 Last line: one JSON object.
 
-  .venv/bin/python bench/safety.py [--data FILE] [--config DIR] [--errors]
+  .venv/bin/python bench/safety.py [--data FILE] [--config DIR] [--embedder SPEC|none]
+      [--errors]
 """
 
 import argparse
@@ -166,11 +171,44 @@ def ratio(a, b):
     return round(a / b, 2) if a is not None and b else None
 
 
+class Embedded:
+    """The lines' vectors computed beforehand, as retrieval leaves them for the check."""
+
+    def __init__(self, real, vectors):
+        self.real, self.name, self._vectors = real, real.name, vectors
+
+    def query(self, text):
+        """Return a line's vector (another text, a training line: the real embedder's)."""
+        return self._vectors[text] if text in self._vectors else self.real.query(text)
+
+    def queries(self, texts):
+        """Embed training lines with the real embedder."""
+        return self.real.queries(texts)
+
+
+def embedded(spec, texts):
+    """Return (an Embedded holding the texts' vectors, each text's embedding ms), or (None, [])."""
+    if spec == 'none':
+        return None, []
+    from kidscare_llm.core.rag.embeddings import create_embedder
+
+    real = create_embedder(spec)
+    real.query('준비')  # the model is loaded before the clock starts
+    vectors, times = {}, []
+    for text in dict.fromkeys(texts):
+        t = time.perf_counter()
+        vectors[text] = real.query(text)
+        times.append((time.perf_counter() - t) * 1000)
+    return Embedded(real, vectors), times
+
+
 def main(argv=None):
     """Run the bench and print the figures; the last line is JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--data', default=str(DEFAULT_DATA), help='JSONL file of text/label lines')
     ap.add_argument('--config', default=None, help='safety config folder (default: packaged)')
+    ap.add_argument('--embedder', default='e5-int8',
+                    help="the robot's sentence embedder (rag.embedder), or none")
     ap.add_argument('--errors', action='store_true', help='print misses and false alarms')
     args = ap.parse_args(argv)
     rows = load(args.data)
@@ -178,7 +216,8 @@ def main(argv=None):
         sys.exit(f'{args.data}: no lines')
     config_dir = Path(args.config) if args.config else default_safety_dir()
     t0 = time.perf_counter()
-    checker = SafetyChecker.load(config_dir).warm_up()
+    embedder, embed_times = embedded(args.embedder, [t for t, _ in rows])
+    checker = SafetyChecker.load(config_dir, embedder=embedder).warm_up()
     load_s = time.perf_counter() - t0
     for text, _ in rows[:50]:  # warm caches before timing
         checker.check_input(text)
@@ -230,6 +269,10 @@ def main(argv=None):
         print(f'{label:28}{a!s:>10}{b!s:>10}{ratio(a, b)!s:>8}')
     print(f'output check (one sentence) p50 {np.percentile(out_times, 50):.3f} ms, '
           f'p95 {np.percentile(out_times, 95):.3f} ms')
+    if embed_times:
+        print(f'embedding ({args.embedder}, shared with retrieval, not in the check above) '
+              f'p50 {np.percentile(embed_times, 50):.2f} ms, '
+              f'p95 {np.percentile(embed_times, 95):.2f} ms')
     print(f'risky lines caught only by the similarity stage: {similarity_only}')
     print(f'classifier stage: {len(by_clf & set(risky))} risky and {len(by_clf & set(benign))} '
           f'benign lines flagged by it alone; without it recall {without_clf["risky_recall"]}, '
@@ -277,6 +320,9 @@ def main(argv=None):
         'check_p95_ms': ours_all['p95_ms'],
         'check_p95_single_pass_ms': ours_all['p95_single_ms'],
         'output_check_p95_ms': round(float(np.percentile(out_times, 95)), 3),
+        'embedder': args.embedder,
+        'embedding_p95_ms': round(float(np.percentile(embed_times, 95)), 3) if embed_times
+        else None,
         'per_category_recall': ours_all['per_category_recall'],
         'n_risky': ours_all['n_risky'], 'n_benign': ours_all['n_benign'],
         'baseline': {k: base_all[k] for k in

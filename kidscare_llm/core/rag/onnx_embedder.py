@@ -171,3 +171,7 @@ class OnnxE5Embedder:
     def query(self, text: str) -> np.ndarray:
         """Embed a question ('query: ' prefix), L2-normalised."""
         return self._embed([text], 'query: ')[0]
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed many questions or utterances, on every session."""
+        return self._embed(list(texts), 'query: ')

@@ -11,7 +11,8 @@ Four cheap stages, Korean first (config/safety/*.yaml, editable by operators):
    disclosure), and context rules quiet some categories (policy.py; never self-harm or abuse).
 3. similarity.py (child's words only): TF-IDF cosine against risky and benign exemplars.
 4. classifier.py (child's words only): a linear model trained once on data/safety/train and
-   cached; it flags what the stages above miss when P(not benign) >= its threshold.
+   cached, over n-grams and (given the robot's embedder) the utterance's e5 embedding, which
+   retrieval reuses; it flags what the stages above miss when P(not benign) >= its threshold.
 
 No neural model is needed: the whole check costs a millisecond or two including one Kiwi call
 (~0.2 ms), so it runs on every generated sentence (bench/safety.py measures it). analysis.py
@@ -22,7 +23,7 @@ from dataclasses import dataclass, replace
 import json
 from pathlib import Path
 import threading
-from typing import Dict, Optional, Set
+from typing import Dict, Optional, Set, Tuple
 import unicodedata
 
 from kidscare_llm.core.paths import cache_dir
@@ -71,8 +72,9 @@ class SafetyChecker:
 
     def __init__(self, policy: SafetyPolicy, categories: Dict[str, CategoryRules],
                  exemplars: Exemplars, analyzer: Optional[KoreanAnalyzer] = None,
-                 conversation: Optional[ConversationMonitor] = None):
+                 conversation: Optional[ConversationMonitor] = None, embedder=None):
         self.policy = policy
+        self.embedder = embedder  # the robot's sentence embedder (shared with retrieval)
         self.categories = categories
         self.exemplars = exemplars
         self.analyse = TextAnalysis(policy, analyzer)
@@ -89,16 +91,24 @@ class SafetyChecker:
         clf = self.classifier()
         if clf is None:
             return {}
-        return dict(zip(clf.classes, map(float, clf.proba(*self.analyse.spaced_and_morphs(text)))))
+        p = clf.proba(*self.analyse.spaced_and_morphs(text), self.vector(text))
+        return dict(zip(clf.classes, map(float, p)))
+
+    def vector(self, text: str):
+        """Return the text's sentence embedding when the learned stage reads one (else None)."""
+        clf = self.classifier()
+        return None if clf is None or clf.dense is None else self.embedder.query(text)
 
     def standardise(self, text: str) -> str:
         """Return a text normalised and standardised as the checks read it (no Kiwi)."""
         return self.policy.standardise(normalise(text))
 
     @classmethod
-    def load(cls, config_dir: Optional[Path] = None,
-             analyzer: Optional[KoreanAnalyzer] = None) -> 'SafetyChecker':
+    def load(cls, config_dir: Optional[Path] = None, analyzer: Optional[KoreanAnalyzer] = None,
+             embedder=None) -> 'SafetyChecker':
         """Load policy.yaml, benign.yaml and one YAML per category (None: the packaged ones).
+
+        embedder: the robot's (rag.embedder); without one the learned stage reads n-grams only.
 
         Raises ConfigError naming the file and the fix for bad YAML, an unknown action, a
         category without its file, or an invalid pattern.
@@ -113,7 +123,7 @@ class SafetyChecker:
         benign = strings(read_yaml(path), 'exemplars', path) if path.is_file() else []
         exemplars = Exemplars.gather({n: categories[n].exemplars for n in policy.priority},
                                      benign)
-        checker = cls(policy, categories, exemplars, analyzer)
+        checker = cls(policy, categories, exemplars, analyzer, embedder=embedder)
         checker.conversation = ConversationMonitor.load(
             config_dir, checker.standardise, checker.probabilities,
             checker.analyse.spaced_and_morphs, checker.features_salt())
@@ -129,7 +139,8 @@ class SafetyChecker:
                 if self._clf is None:
                     self._clf = SafetyClassifier.load_or_train(
                         settings.examples, self.analyse.spaced_and_morphs, settings.dims_log2,
-                        settings.c, cache_dir(), self.features_salt())
+                        settings.c, cache_dir(), self.features_salt(), self.embedder,
+                        settings.embedding)
         return self._clf
 
     def features_salt(self) -> str:
@@ -186,15 +197,15 @@ class SafetyChecker:
                 if name in policy.peer_categories and peer in self.categories and \
                         peer not in quiet and policy.peers(spaced, packed):
                     return self._escalate(self._verdict(
-                        peer, f'{peer}: peers + {name}: {reason}', 'input'), spaced, morphs)
+                        peer, f'{peer}: peers + {name}: {reason}', 'input'), text, spaced, morphs)
                 return self._escalate(self._verdict(name, f'{name}: {reason}', 'input'),
-                                      spaced, morphs)
+                                      text, spaced, morphs)
         verdict = self._similar(spaced, packed, tokens, quiet)
         if verdict is None:
-            verdict = self._classified(spaced, packed, morphs, quiet, strict)
-        return self._escalate(verdict, spaced, morphs) if verdict else _safe('input')
+            verdict = self._classified(text, (spaced, packed, morphs), quiet, strict)
+        return self._escalate(verdict, text, spaced, morphs) if verdict else _safe('input')
 
-    def _escalate(self, verdict: Verdict, spaced: str, morphs: str) -> Verdict:
+    def _escalate(self, verdict: Verdict, text: str, spaced: str, morphs: str) -> Verdict:
         """Alert a caregiver when a crisis or abuse shows under another category.
 
         The first matching category decides what 토리 says ("엄마가 뜨거운 다리미를 내 손에
@@ -213,7 +224,7 @@ class SafetyChecker:
         clf = self.classifier() if policy.alert_evidence < 1 else None
         if verdict.alert or clf is None:
             return verdict
-        p = dict(zip(clf.classes, clf.proba(spaced, morphs)))
+        p = dict(zip(clf.classes, clf.proba(spaced, morphs, self.vector(text))))
         evidence = {c: float(p.get(c, 0.0)) for c in ALERT_EVIDENCE if c in self.categories}
         if not evidence:
             return verdict
@@ -239,13 +250,14 @@ class SafetyChecker:
                                  f'"{near.text}" ({near.score:.2f})', 'input', near.score)
         return None
 
-    def _classified(self, spaced: str, packed: str, morphs: str,
-                    quiet: Set[str], strict: bool = False) -> Optional[Verdict]:
+    def _classified(self, text: str, read: Tuple[str, str, str], quiet: Set[str],
+                    strict: bool = False) -> Optional[Verdict]:
         """Flag a sentence the learned stage finds risky enough (else None)."""
         clf = self.classifier()
         if clf is None:
             return None
-        name, p, p_name = clf.risky(spaced, morphs)
+        spaced, packed, morphs = read
+        name, p, p_name = clf.risky(spaced, morphs, self.vector(text))
         settings = self.policy.classifier
         threshold = settings.strict_threshold if strict else settings.threshold
         if p >= threshold and p_name >= settings.min_category and \

@@ -4,9 +4,12 @@ The lexicon catches the wording operators wrote down; a new author's sentences s
 (README: Child safety, unseen sets). This stage learns from labelled example sentences
 (data/safety/train/*.jsonl, {"text": ..., "label": "benign" | <category>}): hashed
 character 1-4-grams of each word and Kiwi morphemes, one multinomial logistic regression
-(scikit-learn, class-balanced). Training takes seconds and runs once: the weights are cached
-under the cache dir, keyed by a hash of the examples and the settings. Prediction is a sparse
-dot product in numpy (well under a millisecond).
+(scikit-learn, class-balanced). With an embedder (policy.yaml classifier.embedding > 0) the
+text's e5 sentence embedding, which retrieval computes for the same words anyway, joins the
+features: a new author's wording lands near the training lines' meaning even when no n-gram
+matches. Training takes seconds and runs once: the weights are cached under the cache dir,
+keyed by a hash of the examples and the settings. Prediction is a sparse dot product in numpy
+(well under a millisecond) plus a 384-wide one for the embedding.
 """
 
 import hashlib
@@ -76,27 +79,43 @@ def read_examples(folder: Path) -> List[Tuple[str, str]]:
             if not path.name.startswith('conversations') for row in read_labelled(path)]
 
 
+def embed_queries(embedder, texts: Sequence[str]) -> np.ndarray:
+    """Return the texts' query embeddings, as the robot embeds what a child says."""
+    many = getattr(embedder, 'queries', None)
+    return many(texts) if many else np.stack([embedder.query(t) for t in texts])
+
+
 class SafetyClassifier:
     """Multinomial logistic regression on hashed features; predicts P(label | text)."""
 
     def __init__(self, weights: np.ndarray, bias: np.ndarray, classes: Sequence[str],
-                 dims_log2: int):
+                 dims_log2: int, dense: Optional[np.ndarray] = None):
         self.weights = np.ascontiguousarray(weights, dtype=np.float32)  # (classes, dims)
         self.bias = np.asarray(bias, dtype=np.float32)
         self.classes = [str(c) for c in classes]
         self.dims_log2 = int(dims_log2)
         self.benign = self.classes.index('benign')  # load_or_train requires benign lines
+        # (classes, embedding width), the embedding's weight folded in; None: n-grams only
+        self.dense = None if dense is None else np.asarray(dense, dtype=np.float32)
 
-    def proba(self, spaced: str, morphs: str) -> np.ndarray:
-        """Return the class probabilities of one analysed text (softmax of the scores)."""
+    def proba(self, spaced: str, morphs: str, vector: Optional[np.ndarray] = None) -> np.ndarray:
+        """Return the class probabilities of one analysed text (softmax of the scores).
+
+        vector: the text's sentence embedding, required when the model was trained with one.
+        """
         idx, val = features(spaced, morphs, self.dims_log2)
         z = self.weights[:, idx] @ val + self.bias
+        if self.dense is not None:
+            if vector is None:
+                raise ValueError('this safety classifier needs the sentence embedding')
+            z = z + self.dense @ np.asarray(vector, dtype=np.float32)
         z = np.exp(z - z.max())
         return z / z.sum()
 
-    def risky(self, spaced: str, morphs: str) -> Tuple[str, float, float]:
+    def risky(self, spaced: str, morphs: str,
+              vector: Optional[np.ndarray] = None) -> Tuple[str, float, float]:
         """Return (most likely risky label, P(not benign), P(that label)) of one text."""
-        p = self.proba(spaced, morphs)
+        p = self.proba(spaced, morphs, vector)
         risk = 1.0 - float(p[self.benign])
         p[self.benign] = -1.0
         best = int(np.argmax(p))
@@ -106,9 +125,13 @@ class SafetyClassifier:
 
     @classmethod
     def train(cls, rows: Sequence[Tuple[str, str]], analyse: Callable[[str], Tuple[str, str]],
-              dims_log2: int, c: float) -> 'SafetyClassifier':
-        """Fit on [(text, label)]; analyse(text) returns (spaced, morphs) as the checker sees."""
-        from scipy.sparse import csr_matrix
+              dims_log2: int, c: float, vectors: Optional[np.ndarray] = None,
+              weight: float = 1.0) -> 'SafetyClassifier':
+        """Fit on [(text, label)]; analyse(text) returns (spaced, morphs) as the checker sees.
+
+        vectors: the rows' sentence embeddings (one row each), scaled by weight as features.
+        """
+        from scipy.sparse import csr_matrix, hstack
         from sklearn.linear_model import LogisticRegression
 
         ind, vals, ptr = [], [], [0]
@@ -120,11 +143,15 @@ class SafetyClassifier:
             ptr.append(ptr[-1] + len(i))
         x = csr_matrix((np.concatenate(vals), np.concatenate(ind), np.array(ptr)),
                        shape=(len(rows), 1 << dims_log2))
-        model = LogisticRegression(C=c, max_iter=2000, class_weight='balanced')
+        if vectors is not None:
+            x = hstack([x, csr_matrix(np.asarray(vectors, dtype=np.float32) * weight)]).tocsr()
+        model = LogisticRegression(C=c, max_iter=3000, class_weight='balanced')
         model.fit(x, [label for _, label in rows])
         # stored as float16 (save); round here too, so a cached model predicts the same
         weights = model.coef_.astype(np.float16).astype(np.float32)
-        return cls(weights, model.intercept_, model.classes_, dims_log2)
+        sparse = weights[:, :1 << dims_log2]
+        dense = None if vectors is None else weights[:, 1 << dims_log2:] * weight
+        return cls(sparse, model.intercept_, model.classes_, dims_log2, dense)
 
     def save(self, path: Path) -> None:
         """Write the weights to path atomically (two processes may train at once)."""
@@ -132,9 +159,10 @@ class SafetyClassifier:
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.npz')
         try:
             with os.fdopen(fd, 'wb') as f:
+                extra = {} if self.dense is None else {'dense': self.dense}
                 np.savez_compressed(f, weights=self.weights.astype(np.float16), bias=self.bias,
                                     classes=np.array(self.classes),
-                                    dims_log2=np.array(self.dims_log2))
+                                    dims_log2=np.array(self.dims_log2), **extra)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -145,23 +173,28 @@ class SafetyClassifier:
         """Read weights written by save()."""
         with np.load(path, allow_pickle=False) as z:
             return cls(z['weights'].astype(np.float32), z['bias'], list(z['classes']),
-                       int(z['dims_log2']))
+                       int(z['dims_log2']), z['dense'] if 'dense' in z.files else None)
 
     @classmethod
     def load_or_train(cls, folder: Path, analyse: Callable[[str], Tuple[str, str]],
                       dims_log2: int, c: float, cache: Optional[Path],
-                      salt: str = '') -> 'SafetyClassifier':
+                      salt: str = '', embedder=None, weight: float = 0.0) -> 'SafetyClassifier':
         """Return the cached model of these examples and settings, training it if needed.
 
-        salt: anything else the features depend on (the checker's rewrite rules).
+        salt: anything else the features depend on (the checker's rewrite rules). embedder
+        and weight > 0: the lines' sentence embeddings join the features (embedded once, at
+        training; the embedder's name is part of the cache key).
         """
+        embedder = embedder if weight > 0 else None
         rows = read_examples(folder)
         labels = {label for _, label in rows}
         if 'benign' not in labels or len(labels) < 2:
             raise ConfigError(f'{folder}: the classifier needs benign and risky example lines '
                               '(*.jsonl); add them or set classifier.enabled: false')
         digest = hashlib.sha256(json.dumps(
-            [FEATURES_VERSION, dims_log2, c, salt, rows], ensure_ascii=False).encode('utf-8'))
+            [FEATURES_VERSION, dims_log2, c, salt, rows] +
+            ([embedder.name, weight] if embedder is not None else []),
+            ensure_ascii=False).encode('utf-8'))
         path = cache / f'safety-classifier-{digest.hexdigest()[:16]}.npz' if cache else None
         if path is not None and path.is_file():
             try:
@@ -169,8 +202,10 @@ class SafetyClassifier:
             except (OSError, ValueError, KeyError) as exc:
                 log.warning('safety classifier cache %s unreadable (%s): training again', path,
                             exc)
-        log.info('training the safety classifier on %d example lines (once; cached)', len(rows))
-        model = cls.train(rows, analyse, dims_log2, c)
+        log.info('training the safety classifier on %d example lines%s (once; cached)',
+                 len(rows), ' and their embeddings' if embedder is not None else '')
+        vectors = None if embedder is None else embed_queries(embedder, [t for t, _ in rows])
+        model = cls.train(rows, analyse, dims_log2, c, vectors, weight)
         if path is not None:
             try:
                 model.save(path)

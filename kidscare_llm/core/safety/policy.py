@@ -101,6 +101,7 @@ class ClassifierSettings:
     examples: Path  # folder of labelled JSONL lines
     min_category: float = 0.0  # and P(its category) >= this: not spread over several
     strict_threshold: float = 0.7  # the threshold for a child a caregiver set to strict
+    embedding: float = 0.0  # weight of the robot's sentence embedding in the features; 0: off
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,8 @@ class SafetyPolicy:
     def risk_marker(self, spaced: str, morphs: str, mention: bool = False) -> str:
         """Return the child's intent/wish/request/disclosure marker in the text ('' if none).
 
-        A marker followed by a hearsay ending is someone else's and does not count; a weak one
-        (policy.yaml weak_risk: a bare "나", "me") does not count when the sentence reports or
-        asks about something (mention).
+        A marker followed by a hearsay ending is someone else's; a weak one (weak_risk: a bare
+        "나", "me") does not count when the sentence reports or asks about something (mention).
         """
         weak = ''
         for rx, text in ((self.risk, spaced), (self.risk, compact(spaced)),
@@ -220,8 +220,7 @@ def _parse(data: dict, config_dir: Path) -> SafetyPolicy:
         if kind == 'peer' and data.get('peer_markers'):
             unknown |= {str(data.get('peer_category', 'bullying'))} - set(cats)
         if unknown:
-            what = 'peer_categories or peer_category' if kind == 'peer' else \
-                f'{kind}_categories'
+            what = 'peer_categories or peer_category' if kind == 'peer' else f'{kind}_categories'
             raise ConfigError(f'{path}: {what} {sorted(unknown)} are not categories; fix the '
                               'list')
     classifier = _classifier(data.get('classifier') or {}, config_dir)
@@ -318,21 +317,22 @@ def _numbers(section: dict, defaults: dict, path: Path, what: str, rule: str) ->
 
 def _classifier(section: dict, config_dir: Path) -> ClassifierSettings:
     path = config_dir / POLICY_FILE
-    rule = '0 < strict_threshold <= threshold < 1, 0 <= min_category < 1, dims_log2 10-22, c > 0'
-    enabled, threshold, dims, c, examples, min_category, strict = _numbers(
-        section, {'enabled': False, 'threshold': 0.9, 'dims_log2': 16, 'c': 10.0,
-                  'examples': None, 'min_category': 0.0, 'strict_threshold': 0.7}, path,
+    rule = ('0 < strict_threshold <= threshold < 1, 0 <= min_category < 1, dims_log2 10-22, '
+            'c > 0, embedding >= 0')
+    enabled, threshold, dims, c, examples, min_category, strict, embedding = _numbers(
+        section, {'enabled': False, 'threshold': 0.9, 'dims_log2': 16, 'c': 10.0, 'examples': None,
+                  'min_category': 0.0, 'strict_threshold': 0.7, 'embedding': 0.0}, path,
         'classifier', rule)
     strict = strict if 'strict_threshold' in section else min(strict, threshold)
     if not (0.0 < strict <= threshold < 1.0 and 0.0 <= min_category < 1.0
-            and 10 <= dims <= 22 and c > 0):
+            and 10 <= dims <= 22 and c > 0 and embedding >= 0):
         raise ConfigError(f'{path}: classifier needs {rule}; fix the values')
     # An operator's own folder is relative to the config folder; default: the packaged lines.
     folder = config_dir / str(examples) if examples else default_train_dir()
     if enabled and not folder.is_dir():
         raise ConfigError(f'{folder}: classifier examples folder not found; add JSONL '
                           'example lines there or set classifier.enabled: false')
-    return ClassifierSettings(enabled, threshold, dims, c, folder, min_category, strict)
+    return ClassifierSettings(enabled, threshold, dims, c, folder, min_category, strict, embedding)
 
 
 def _similarity(section: dict, path: Path) -> SimilaritySettings:
