@@ -8,9 +8,12 @@ the engine). Prints recall (risky conversations alerted in their own category by
 complete_at; any category too), false alerts on look-alikes, per label, and the time per turn.
 Default: the blind evaluation file data/safety/eval/conversations_eval.jsonl (its false alerts
 were read in round 12); data/safety/eval/conversations_eval2.jsonl is the never-seen one, and
-data/safety/train/conversations_r1*.jsonl the tuning files. Last line: one JSON object.
+data/safety/train/conversations_r1*.jsonl the tuning files. The learned stages read each
+turn's e5 embedding as on the robot (--embedder, default e5-int8; none: n-grams only); the
+time per turn includes computing it, which on the robot retrieval shares. Last line: one JSON
+object.
 
-  .venv/bin/python bench/safety_conversations.py [--data FILE] [--errors]
+  .venv/bin/python bench/safety_conversations.py [--data FILE] [--embedder SPEC|none] [--errors]
 """
 
 import argparse
@@ -74,14 +77,21 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--data', default=str(DEFAULT_DATA), help='JSONL file of conversations')
     ap.add_argument('--config', default=None, help='safety config folder (default: packaged)')
+    ap.add_argument('--embedder', default='e5-int8',
+                    help="the robot's sentence embedder (rag.embedder), or none")
     ap.add_argument('--errors', action='store_true', help='print misses and false alerts')
     args = ap.parse_args(argv)
     rows = [json.loads(line) for line in Path(args.data).read_text(encoding='utf-8')
             .splitlines() if line.strip()]
-    checker = SafetyChecker.load(Path(args.config) if args.config else None).warm_up()
+    embedder = None
+    if args.embedder != 'none':
+        from kidscare_llm.core.rag.embeddings import create_embedder
+        embedder = create_embedder(args.embedder)
+    checker = SafetyChecker.load(Path(args.config) if args.config else None,
+                                 embedder=embedder).warm_up()
     if not checker.conversation.enabled:
         sys.exit('the conversation stage is off (conversation.yaml missing or enabled: false)')
-    result = run(checker, rows, args.errors)
+    result = dict(run(checker, rows, args.errors), embedder=args.embedder)
     print(f'data: {args.data} ({result["n_risky"]} risky, {result["n_benign"]} look-alikes)')
     print(f'recall by complete_at (own category): {result["conversation_recall"]} '
           f'(any category: {result["conversation_recall_any_category"]}; by the last turn: '
