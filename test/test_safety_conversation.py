@@ -251,6 +251,28 @@ def test_telling_a_parent_is_not_a_secret(checker):
     assert talk(checker, 'told', ['어떤 아저씨가 길 물어봤어', told, '엄마가 잘했대']) == []
 
 
+def test_a_name_speech_recognition_split_is_still_one_peer(checker):
+    rules = checker.conversation.rules
+    for said, name in (('예 준 이가 오늘도 나 때렸어', '예준'), ('서 윤 이가 나 미러써', '서윤'),
+                       ('하 은이가 단톡방에서 나만 빼고 방 팠어', '하은'),
+                       ('도윤이 가 또 발 걸어서 넘어졌어', '도윤')):
+        assert rules.peer(checker.standardise(said)) == name, said
+    got = talk(checker, 'split', ['서 윤 이가 나 미러써', '또 미러써 어제두'])
+    assert [(n, a.category) for n, a in got] == [(2, 'bullying_repeat')]
+
+
+def test_look_alikes_of_round_14_do_not_alert(checker):
+    rules = checker.conversation.rules
+    assert 'story' in rules.cues(checker.standardise('등산 갔다 왔는디 겁나 힘들어부러'))
+    assert 'story' in rules.cues(checker.standardise('아기 동생이 맨날 울어'))
+    assert 'hurt' in rules.cues(checker.standardise('준서가 축구할 때 일부러 내 다리 찼어'))
+    assert talk(checker, 'tease', ['도현이가 맨날 나 놀려 키 작다고 ㅋㅋ',
+                                   '근데 나도 걔 머리 크다고 놀림']) == []  # both play it
+    assert talk(checker, 'tutor', ['수학학원 쌤이 만점이라고 문화상품권 줬어',
+                                   '엄마 카톡에도 쌤이 사진 보내줌']) == []  # a parent has it
+    assert talk(checker, 'stamp', ['선생님이 나 잘했다구 도장 찍어줘써']) == []
+
+
 @pytest.mark.parametrize('section, error', [
     ({'threshold': 0}, 'threshold'), ({'labels': {'secret': 'sekret'}}, 'sekret'),
     ({'thresholds': {'secret': 2}}, 'threshold'), ({'examples': 'nowhere'}, 'nowhere')])

@@ -14,6 +14,7 @@ learned models (the classifier's categories, and the cue model of cues.py).
 from dataclasses import dataclass, field
 import logging
 from pathlib import Path
+import re
 import threading
 import time
 from typing import Callable, Dict, FrozenSet, List, Optional, Pattern, Tuple
@@ -32,6 +33,11 @@ ISOLATING = ('secret', 'alone', 'photo_ask', 'touch', 'contact')  # or a strange
 CUES = ('adult', 'stranger', 'online', 'meet', 'photo_ask', 'touch') + GROOMING_MORE + (
     'surprise', 'low', 'blame', 'persist', 'recover', 'hurt', 'resolved', 'again', 'same',
     'story', 'told', 'lesson', 'together')
+# a two-syllable name said syllable by syllable before its particle ("예 준 이가", "민 서 가")
+SPLIT_NAME = re.compile(r'(?<![가-힣])(?!(?:또|나|내|너|저|제|걔|쟤|더|좀|막|꼭|다|왜|잘|안|못|그) )'
+                        r'([가-힣]) ([가-힣]) ?(?=(?:이가|이는|이도|이랑|이한테|가|는|도|한테)(?:\s|$))')
+# a name's particle split off it before "again" ("도윤이 가 또")
+SPLIT_PARTICLE = re.compile(r'(?<![가-힣])([가-힣]{1,3}이) (가|는)(?= (?:또|맨날|자꾸|계속|오늘도|어제도))')
 SETTINGS = {'enabled': True, 'window_turns': 40, 'window_days': 14.0, 'low_mood_turns': 3,
             'blame_turns': 2, 'bullying_turns': 2, 'bullying_turns_without_again': 3}
 
@@ -124,7 +130,11 @@ class ConversationRules:
         return frozenset(found)
 
     def peer(self, spaced: str) -> str:
-        """Return who is named doing it (the subject nearest before the end), '' for none."""
+        """Return who is named doing it (the subject nearest before the end), '' for none.
+
+        A name speech recognition split ("예 준 이가", "도윤이 가 또") is joined first.
+        """
+        spaced = SPLIT_PARTICLE.sub(r'\1\2', SPLIT_NAME.sub(r'\1\2', spaced))
         names = [(m.start(), m.group('who')) for rx in self.peer_rx for m in rx.finditer(spaced)]
         names = [n for _, n in sorted(names)]
         names = [n for n in names if n not in self.not_peers and not n.endswith(PLACES)]
@@ -219,8 +229,8 @@ class ConversationMonitor:
                 cues |= self.cue_model.cues(text)
         if 'resolved' in cues:
             cues.discard('hurt')  # an apology or a game both play
-        if 'told' in cues:
-            cues.discard('secret')  # the child told a parent: the opposite of a secret
+        if 'told' in cues:  # the child told a parent, or a parent has it: not kept from them
+            cues -= {'secret', 'photo_ask'}
         if 'together' in cues:
             cues -= {'alone', 'ride'}  # the family or the group goes too
         if 'lesson' in cues:  # a safety lesson retold: nothing happened to the child
