@@ -7,8 +7,9 @@ child of the checker's conversation stage (the input check runs first on each tu
 the engine). Prints recall (risky conversations alerted in their own category by
 complete_at; any category too), false alerts on look-alikes, per label, and the time per turn.
 Default: the blind evaluation file data/safety/eval/conversations_eval.jsonl (its false alerts
-were read in round 12); data/safety/eval/conversations_eval2.jsonl is the never-seen one, and
-data/safety/train/conversations_r1*.jsonl the tuning files. The learned stages read each
+were read in round 12); data/safety/eval/conversations_eval2-4.jsonl were never read beyond
+their totals (docs/safety.md says how often), and data/safety/train/conversations_r1*.jsonl
+are the tuning files. The learned stages read each
 turn's e5 embedding as on the robot (--embedder, default e5-int8; none: n-grams only); the
 time per turn includes computing it, which on the robot retrieval shares. Last line: one JSON
 object.

@@ -14,8 +14,9 @@ Four cheap stages, Korean first (config/safety/*.yaml, editable by operators):
    cached, over n-grams and (given the robot's embedder) the utterance's e5 embedding, which
    retrieval reuses; it flags what the stages above miss when P(not benign) >= its threshold.
 
-No neural model is needed: the whole check costs a millisecond or two including one Kiwi call
-(~0.2 ms), so it runs on every generated sentence (bench/safety.py measures it). analysis.py
+No neural model of its own (the embedding is retrieval's): the whole check costs a millisecond
+or two including one Kiwi call (~0.2 ms), so it runs on every generated sentence, where it
+reads no embedding (bench/safety.py measures it). analysis.py
 reads a text once for all stages; conversation.py holds the patterns over several turns.
 """
 
