@@ -10,10 +10,10 @@ normalisation, no Kiwi, no similarity) with ratios, and the figures without the 
 stage (the classifier, trained on data/safety/train/*.jsonl: a file from there is marked as
 training data, its figures are not held-out). Our set is split by line into a dev half
 (even lines) and a test half (odd lines), reported apart. The sets and their history (which
-were tuned on, which were never): README, Child safety. data/safety/eval holds the sets the
-classifier never trained on (kept disjoint from data/safety/train); safety_fresh8.jsonl,
-safety_fresh9.jsonl, safety_fresh10.jsonl and safety_everyday.jsonl there are the unseen sets:
-nothing was tuned on them either.
+were tuned on, which were never, how often each was read): docs/safety.md, Figures.
+data/safety/eval holds the sets the classifier never trained on (kept disjoint from
+data/safety/train); nothing was tuned on safety_fresh8-13.jsonl, everyday_requests.jsonl and
+safety_everyday.jsonl there either.
 The learned stage reads each line's e5 embedding as the robot does (--embedder, default
 e5-int8, the default rag.embedder; none: n-grams only). On the robot that vector is the one
 retrieval computes for the same words in the same turn (SharedQueries), so the check's
