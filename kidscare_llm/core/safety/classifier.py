@@ -79,12 +79,6 @@ def read_examples(folder: Path) -> List[Tuple[str, str]]:
             if not path.name.startswith('conversations') for row in read_labelled(path)]
 
 
-def embed_queries(embedder, texts: Sequence[str]) -> np.ndarray:
-    """Return the texts' query embeddings, as the robot embeds what a child says."""
-    many = getattr(embedder, 'queries', None)
-    return many(texts) if many else np.stack([embedder.query(t) for t in texts])
-
-
 class SafetyClassifier:
     """Multinomial logistic regression on hashed features; predicts P(label | text)."""
 
@@ -182,8 +176,8 @@ class SafetyClassifier:
         """Return the cached model of these examples and settings, training it if needed.
 
         salt: anything else the features depend on (the checker's rewrite rules). embedder
-        and weight > 0: the lines' sentence embeddings join the features (embedded once, at
-        training; the embedder's name is part of the cache key).
+        (create_embedder's, with queries()) and weight > 0: the lines' sentence embeddings
+        join the features (embedded once, at training; the embedder's name is in the key).
         """
         embedder = embedder if weight > 0 else None
         rows = read_examples(folder)
@@ -204,7 +198,7 @@ class SafetyClassifier:
                             exc)
         log.info('training the safety classifier on %d example lines%s (once; cached)',
                  len(rows), ' and their embeddings' if embedder is not None else '')
-        vectors = None if embedder is None else embed_queries(embedder, [t for t, _ in rows])
+        vectors = None if embedder is None else embedder.queries([t for t, _ in rows])
         model = cls.train(rows, analyse, dims_log2, c, vectors, weight)
         if path is not None:
             try:
