@@ -20,7 +20,7 @@ reads no embedding (bench/safety.py measures it). analysis.py
 reads a text once for all stages; conversation.py holds the patterns over several turns.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 import json
 from pathlib import Path
 import threading
@@ -36,32 +36,10 @@ from kidscare_llm.core.safety.lexicon import CategoryRules, strings
 from kidscare_llm.core.safety.normalise import compact, normalise
 from kidscare_llm.core.safety.policy import default_safety_dir, found, read_yaml, SafetyPolicy
 from kidscare_llm.core.safety.similarity import Exemplars
+from kidscare_llm.core.safety.verdict import safe as _safe, Verdict
 
 BENIGN_FILE = 'benign.yaml'  # everyday look-alike exemplars for the similarity stage
 ALERT_EVIDENCE = ('self_harm', 'abuse')  # read under any category, they alert a caregiver
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of one check; `reason` names the rule that matched (for the log)."""
-
-    flagged: bool
-    category: Optional[str]
-    action: Optional[str]
-    alert: bool
-    reason: str
-    stage: str = 'input'  # input | output | passage | judge (the optional judge.py)
-    score: float = 0.0  # similarity of the nearest risky exemplar, or the classifier's P
-
-    def as_dict(self) -> dict:
-        """Return the verdict as plain data (JSON for the log or a caregiver alert)."""
-        return {'flagged': self.flagged, 'category': self.category, 'action': self.action,
-                'alert': self.alert, 'reason': self.reason, 'stage': self.stage,
-                'score': round(self.score, 3)}
-
-
-def _safe(stage: str) -> Verdict:
-    return Verdict(False, None, None, False, '', stage)
 
 
 class SafetyChecker:
@@ -193,6 +171,8 @@ class SafetyChecker:
             if not reason and risk and cat.topic is not None:
                 reason = cat.topic.match(spaced, packed, morphs, [], self.analyse.morphs)
                 reason = f'topic {reason} + risk "{risk}"' if reason else ''
+            if reason and self._overruled(name, reason, text, spaced, morphs):
+                continue
             if reason:
                 peer = policy.peer_category
                 if name in policy.peer_categories and peer in self.categories and \
@@ -205,6 +185,28 @@ class SafetyChecker:
         if verdict is None:
             verdict = self._classified(text, (spaced, packed, morphs), quiet, strict)
         return self._escalate(verdict, text, spaced, morphs) if verdict else _safe('input')
+
+    def _overruled(self, name: str, reason: str, text: str, spaced: str, morphs: str) -> bool:
+        """Return True when the learned stage reads a soft lexicon match as everyday talk.
+
+        A morpheme sequence or a topic word is a guess at meaning ("마약/NNG" in 마약김밥, a
+        rule-checking question "경찰 아저씨한테 가는 거 맞지?"); the model, trained on hard
+        look-alikes, overrules it from P(benign) >= classifier.overrule, unless it sees a
+        crisis or abuse (P(self_harm) + P(abuse) >= overrule_guard) or the sentence is short
+        (overrule_words: "왕따 당했어" is all match). Phrases, words and regexes (the exact
+        high-risk wording) and self-harm are never overruled.
+        """
+        settings = self.policy.classifier
+        if settings.overrule >= 1 or name == 'self_harm' or \
+                not reason.startswith(('morph ', 'topic ')) or \
+                len(spaced.split()) < settings.overrule_words:
+            return False
+        clf = self.classifier()
+        if clf is None:
+            return False
+        p = dict(zip(clf.classes, clf.proba(spaced, morphs, self.vector(text))))
+        return p['benign'] >= settings.overrule and \
+            p.get('self_harm', 0.0) + p.get('abuse', 0.0) < settings.overrule_guard
 
     def _escalate(self, verdict: Verdict, text: str, spaced: str, morphs: str) -> Verdict:
         """Alert a caregiver when a crisis or abuse shows under another category.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from re import Pattern
 from types import MappingProxyType
-from typing import Any, FrozenSet, List, Mapping, Optional, Set, Tuple
+from typing import Any, FrozenSet, Mapping, Optional, Set, Tuple
 
 import yaml
 
@@ -19,11 +19,15 @@ from kidscare_llm.core.paths import share_dir
 from kidscare_llm.core.safety.lexicon import (alternation, morph_regex, spaced_phrase_regex,
                                               strings)
 from kidscare_llm.core.safety.normalise import compact, SPACES
+from kidscare_llm.core.safety.settings import (classifier_settings, ClassifierSettings,
+                                               read_alert_evidence, similarity_settings,
+                                               SimilaritySettings)
 
 POLICY_FILE = 'policy.yaml'
 ACTIONS = ('guide', 'redirect', 'refuse', 'refuse_alert')
 # policy.yaml: <kind>_markers, <kind>_categories and <kind>_exempt (patterns that cancel it)
-QUIET_RULES = ('lesson', 'fiction', 'resolved', 'supervised')
+QUIET_RULES = ('lesson', 'fiction', 'resolved', 'supervised', 'question')
+REGEX_MARKERS = ('question',)  # their markers are regexes on the text without spaces
 LANGS = ('ko', 'en')
 
 
@@ -61,7 +65,9 @@ class QuietRule:
     """A context rule: its markers quiet categories on input, unless an exempt pattern is there.
 
     lesson: the child repeats a taught rule; fiction: a film, game or story; resolved: a
-    quarrel already made up; supervised: a grown-up does it with the child.
+    quarrel already made up; supervised: a grown-up does it with the child; question: the
+    child checks a safety rule about what someone might do ("모르는 사람이 주소 물어보면 말하면
+    안 되는 거 맞지?").
     """
 
     kind: str
@@ -77,31 +83,6 @@ class RewriteRule:
     pattern: str
     regex: Pattern
     replacement: str
-
-
-@dataclass(frozen=True)
-class SimilaritySettings:
-    """The similarity stage: thresholds of the nearest risky exemplar (see similarity.py)."""
-
-    enabled: bool
-    threshold: float
-    threshold_en: float  # for ASCII-only utterances (English has fewer exemplars)
-    min_chars: int  # shorter utterances are left to the lexicon
-    margin: float  # how much closer than the nearest benign exemplar
-
-
-@dataclass(frozen=True)
-class ClassifierSettings:
-    """The learned stage (classifier.py): its training lines, model size and threshold."""
-
-    enabled: bool
-    threshold: float  # flag when P(not benign) >= threshold
-    dims_log2: int
-    c: float
-    examples: Path  # folder of labelled JSONL lines
-    min_category: float = 0.0  # and P(its category) >= this: not spread over several
-    strict_threshold: float = 0.7  # the threshold for a child a caregiver set to strict
-    embedding: float = 0.0  # weight of the robot's sentence embedding in the features; 0: off
 
 
 @dataclass(frozen=True)
@@ -223,7 +204,8 @@ def _parse(data: dict, config_dir: Path) -> SafetyPolicy:
             what = 'peer_categories or peer_category' if kind == 'peer' else f'{kind}_categories'
             raise ConfigError(f'{path}: {what} {sorted(unknown)} are not categories; fix the '
                               'list')
-    classifier = _classifier(data.get('classifier') or {}, config_dir)
+    classifier = classifier_settings(data.get('classifier') or {}, config_dir, path,
+                                     default_train_dir())
     replies = data.get('replies')
     if not isinstance(replies, dict):
         raise ConfigError(f'{path}: "replies" (safe lines per category and language) is '
@@ -246,7 +228,7 @@ def _parse(data: dict, config_dir: Path) -> SafetyPolicy:
 
     quiet = []
     for kind in QUIET_RULES:
-        markers = patterns(f'{kind}_markers', phrases=True)
+        markers = patterns(f'{kind}_markers', phrases=kind not in REGEX_MARKERS)
         exempt = patterns(f'{kind}_exempt')
         if markers is not None:
             quiet.append(QuietRule(kind, markers,
@@ -277,20 +259,9 @@ def _parse(data: dict, config_dir: Path) -> SafetyPolicy:
         peer_categories=frozenset(data.get('peer_categories') or []),
         peer_category=str(data.get('peer_category', 'bullying')),
         peer_exempt=patterns('peer_exempt'), injection=patterns('injection'),
-        similarity=_similarity(data.get('similarity') or {}, path), classifier=classifier,
+        similarity=similarity_settings(data.get('similarity') or {}, path), classifier=classifier,
         joke=patterns('joke_markers'), joke_exempt=patterns('joke_exempt'),
-        alert_evidence=_alert_evidence(data.get('alert_evidence', 1.0), path))
-
-
-def _alert_evidence(value: Any, path: Path) -> float:
-    """Return alert_evidence, a probability in (0, 1] (1 turns the cross-category alert off)."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        value = -1.0
-    if not 0.0 < value <= 1.0:
-        raise ConfigError(f'{path}: alert_evidence must be a number in (0, 1] (1: off); fix it')
-    return value
+        alert_evidence=read_alert_evidence(data.get('alert_evidence', 1.0), path))
 
 
 def _frozen(mapping: dict) -> Mapping:
@@ -302,49 +273,3 @@ def _guidance(note: Any) -> dict:
     if isinstance(note, dict):
         return {str(k): str(v) for k, v in note.items() if v}
     return {'ko': str(note)} if note else {}
-
-
-def _numbers(section: dict, defaults: dict, path: Path, what: str, rule: str) -> List[Any]:
-    """Return the section's values converted like their defaults; ConfigError when not numbers."""
-    if not isinstance(section, dict):
-        raise ConfigError(f'{path}: "{what}" must be a mapping ({", ".join(defaults)}); fix it')
-    try:
-        return [type(d)(section.get(k, d)) if d is not None else section.get(k)
-                for k, d in defaults.items()]
-    except (TypeError, ValueError):
-        raise ConfigError(f'{path}: {what} needs {rule}; fix the values') from None
-
-
-def _classifier(section: dict, config_dir: Path) -> ClassifierSettings:
-    path = config_dir / POLICY_FILE
-    rule = ('0 < strict_threshold <= threshold < 1, 0 <= min_category < 1, dims_log2 10-22, '
-            'c > 0, embedding >= 0')
-    enabled, threshold, dims, c, examples, min_category, strict, embedding = _numbers(
-        section, {'enabled': False, 'threshold': 0.9, 'dims_log2': 16, 'c': 10.0, 'examples': None,
-                  'min_category': 0.0, 'strict_threshold': 0.7, 'embedding': 0.0}, path,
-        'classifier', rule)
-    strict = strict if 'strict_threshold' in section else min(strict, threshold)
-    if not (0.0 < strict <= threshold < 1.0 and 0.0 <= min_category < 1.0
-            and 10 <= dims <= 22 and c > 0 and embedding >= 0):
-        raise ConfigError(f'{path}: classifier needs {rule}; fix the values')
-    # An operator's own folder is relative to the config folder; default: the packaged lines.
-    folder = config_dir / str(examples) if examples else default_train_dir()
-    if enabled and not folder.is_dir():
-        raise ConfigError(f'{folder}: classifier examples folder not found; add JSONL '
-                          'example lines there or set classifier.enabled: false')
-    return ClassifierSettings(enabled, threshold, dims, c, folder, min_category, strict, embedding)
-
-
-def _similarity(section: dict, path: Path) -> SimilaritySettings:
-    rule = '0 <= threshold, threshold_en <= 1 and min_chars >= 0'
-    enabled, threshold, threshold_en, min_chars, margin = _numbers(
-        section, {'enabled': True, 'threshold': 0.5, 'threshold_en': None, 'min_chars': 0,
-                  'margin': 0.05}, path, 'similarity', rule)
-    threshold_en = threshold if threshold_en is None else threshold_en
-    try:
-        threshold_en = float(threshold_en)
-    except (TypeError, ValueError):
-        raise ConfigError(f'{path}: similarity needs {rule}; fix the values') from None
-    if not (0.0 <= threshold <= 1.0 and 0.0 <= threshold_en <= 1.0 and min_chars >= 0):
-        raise ConfigError(f'{path}: similarity needs {rule}; fix the values')
-    return SimilaritySettings(enabled, threshold, threshold_en, min_chars, margin)
