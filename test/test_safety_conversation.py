@@ -90,7 +90,7 @@ def test_a_joke_about_disappearing_is_checked_without_an_alert_but_counts_as_low
 
 
 def test_the_same_peer_again_is_bullying_repeat_other_peers_or_an_apology_not(checker):
-    got = talk(checker, 'b-1', ['민수가 또 내 필통 던졌어', '어제도 걔가 나 밀었어'])
+    got = talk(checker, 'b-1', ['민수가 내 필통 던졌어', '걔가 나 밀었어'])
     assert [(n, a.category) for n, a in got] == [(2, 'bullying_repeat')]
     assert '"민수"' in got[0][1].reason
     got = talk(checker, 'b-2', ['지안이가 내 지우개 가져갔어', '오늘도 그랬어'])
@@ -278,8 +278,41 @@ def test_look_alikes_of_round_14_do_not_alert(checker):
     ({'thresholds': {'secret': 2}}, 'threshold'), ({'examples': 'nowhere'}, 'nowhere')])
 def test_bad_cue_classifier_settings_say_what_to_fix(tmp_path, section, error):
     from kidscare_llm.core.errors import ConfigError
-    from kidscare_llm.core.safety.conversation import CUES
+    from kidscare_llm.core.safety.conversation_rules import CUES
     from kidscare_llm.core.safety.cues import CueSettings
 
     with pytest.raises(ConfigError, match=error):
         CueSettings.parse(section, tmp_path / 'conversation.yaml', frozenset(CUES))
+
+
+def test_one_turn_that_says_it_keeps_happening_is_bullying_repeat(checker):
+    """Round 15 (r15, a tuning file): the child says "again" of a peer, in one turn."""
+    for turns in (['예 준 이가 오늘도 나 때렸어 배를'], ['tyler took my lunch again'],
+                  ['토리 나 오늘 또 돈 뺏겼어']):
+        got = talk(checker, f'again-{turns[0]}', turns)
+        assert [(n, a.category) for n, a in got] == [(1, 'bullying_repeat')], turns
+    # family, a laugh, or a quarrel made up before: one turn is not enough
+    for turns in (['오빠가 또 나 꼬맹이라고 놀렸어'], ['my little brother broke my lego tower again'],
+                  ['도현이가 맨날 나 놀려 키 작다고 ㅋㅋ'],
+                  ['민수가 나 밀었어', '근데 민수가 사과했어', '민수가 또 밀었어']):
+        assert talk(checker, f'not-{turns[0]}', turns) == [], turns
+
+
+def test_a_time_or_a_verb_is_not_a_peer(checker):
+    rules = checker.conversation.rules
+    for said in ('지난주에도 그랬는데 이번엔 내 사진 올려서 놀림', '저번에도 이천원 가져감',
+                 '쉬는 시간마다 그럼'):
+        assert rules.peer(checker.standardise(said)) == '', said
+    assert rules.peer(checker.standardise('형이 또 때렸어')) == '형'
+
+
+@pytest.mark.parametrize('turns,due', [
+    (['토리야 놀이터에 맨날 오는 아재 있다 아이가', '그 아재가 내한테 천원씩 준다',
+      '아재가 니 진짜 귀엽다 카면서 머리 쓰다듬더라'], 3),  # dialect, a touch
+    (['학원 옆 피시방에서 만난 대학생 오빠가 있어', '그 오빠가 나한테 폰을 하나 줬어',
+      '엄마가 모르는 폰이니까 거기로만 연락하래'], 3),  # not a parent's rule: a secret
+    (['배그 모바일 하는 형이 나 고수래', '형이 UC 충전해줬어', '형이 텔레그램 깔래'], 3),
+])
+def test_grooming_wordings_of_round_15_alert(checker, turns, due):
+    got = talk(checker, f'g15-{turns[0]}', turns)
+    assert [(n, a.category) for n, a in got] == [(due, 'grooming')]

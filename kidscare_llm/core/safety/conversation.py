@@ -7,39 +7,23 @@ these, so this stage keeps, per child, the recent child turns (rebuilt from the 
 at the first turn after a start, `window_days` back) with the cues each one carries (regexes
 in config/safety/conversation.yaml), and raises an alert of its own category (grooming,
 low_mood, bullying_repeat) whose reason lists the turns that made the pattern. The patterns
-are rules an operator can read and change; the cues come from the regex lists and from two
-learned models (the classifier's categories, and the cue model of cues.py).
+are rules an operator can read and change; the cues come from the regex lists
+(conversation_rules.py reads them) and from two learned models (the classifier's categories,
+and the cue model of cues.py).
 """
 
 from dataclasses import dataclass, field
 import logging
 from pathlib import Path
-import re
 import threading
 import time
-from typing import Callable, Dict, FrozenSet, List, Optional, Pattern, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
-from kidscare_llm.core.errors import ConfigError
-from kidscare_llm.core.safety.cues import create as create_cue_model, CueModel, CueSettings
-from kidscare_llm.core.safety.lexicon import alternation, strings
-from kidscare_llm.core.safety.normalise import compact
+from kidscare_llm.core.safety.conversation_rules import (CONVERSATION_FILE, ConversationRules,
+                                                         GROOMING_MORE, ISOLATING, KIN, LAUGH)
+from kidscare_llm.core.safety.cues import create as create_cue_model, CueModel
 
 log = logging.getLogger(__name__)
-
-CONVERSATION_FILE = 'conversation.yaml'
-PLACES = ('에서', '에게', '한테')  # "학교에서도 ...": a place or a listener, not who did it
-GROOMING_MORE = ('gift', 'secret', 'alone', 'ride', 'photo', 'contact', 'special')  # + adult
-ISOLATING = ('secret', 'alone', 'photo_ask', 'touch', 'contact')  # or a stranger's ride
-CUES = ('adult', 'stranger', 'online', 'meet', 'photo_ask', 'touch') + GROOMING_MORE + (
-    'surprise', 'low', 'blame', 'persist', 'recover', 'hurt', 'resolved', 'again', 'same',
-    'story', 'told', 'lesson', 'together')
-# a two-syllable name said syllable by syllable before its particle ("예 준 이가", "민 서 가")
-SPLIT_NAME = re.compile(r'(?<![가-힣])(?!(?:또|나|내|너|저|제|걔|쟤|더|좀|막|꼭|다|왜|잘|안|못|그) )'
-                        r'([가-힣]) ([가-힣]) ?(?=(?:이가|이는|이도|이랑|이한테|가|는|도|한테)(?:\s|$))')
-# a name's particle split off it before "again" ("도윤이 가 또")
-SPLIT_PARTICLE = re.compile(r'(?<![가-힣])([가-힣]{1,3}이) (가|는)(?= (?:또|맨날|자꾸|계속|오늘도|어제도))')
-SETTINGS = {'enabled': True, 'window_turns': 40, 'window_days': 14.0, 'low_mood_turns': 3,
-            'blame_turns': 2, 'bullying_turns': 2, 'bullying_turns_without_again': 3}
 
 
 @dataclass(frozen=True)
@@ -68,80 +52,6 @@ class _Child:
     turns: List[Turn] = field(default_factory=list)
     since: Dict[str, int] = field(default_factory=dict)  # category -> turns before don't count
     dropped: int = 0  # turns dropped off the front (keeps `since` indexes absolute)
-
-
-class ConversationRules:
-    """The cues of conversation.yaml, compiled; `cues(text)` says which a turn carries."""
-
-    def __init__(self, cues: Dict[str, Pattern], peer: List[Pattern],
-                 not_peers: FrozenSet[str], settings: dict,
-                 learned: Optional[Dict[str, Dict[str, float]]] = None,
-                 cue_settings: Optional[CueSettings] = None):
-        self.learned = learned or {}  # cue -> {classifier category: P that adds the cue}
-        self.cue_settings = cue_settings  # the learned cues (cues.py), or None
-        self.cue_rx = cues
-        self.peer_rx = peer
-        self.not_peers = not_peers
-        self.settings = settings
-
-    @classmethod
-    def parse(cls, data: dict, path: Path) -> 'ConversationRules':
-        """Validate conversation.yaml's mapping (ConfigError naming the fix)."""
-        cues = data.get('cues') or {}
-        unknown = set(cues) - set(CUES)
-        if not isinstance(cues, dict) or unknown:
-            raise ConfigError(f'{path}: cues must map some of {", ".join(CUES)} to regex lists '
-                              f'(unknown: {sorted(unknown)}); fix it')
-        compiled = {k: alternation(strings(cues, k, path), path, f'cues.{k}') for k in cues}
-        settings = dict(SETTINGS)
-        for key, default in SETTINGS.items():
-            try:
-                settings[key] = type(default)(data.get(key, default))
-            except (TypeError, ValueError):
-                raise ConfigError(f'{path}: {key} must be like {default!r}; fix it') from None
-        peer = [alternation([p], path, 'peer_subject')
-                for p in strings(data, 'peer_subject', path)]
-        if any('who' not in rx.groupindex for rx in peer):
-            raise ConfigError(f'{path}: each peer_subject needs a (?P<who>...) group; add it')
-        learned = data.get('classifier_cues') or {}
-        if not isinstance(learned, dict) or not all(
-                k in CUES and isinstance(v, dict)
-                and all(isinstance(x, (int, float)) and 0 < x <= 1 for x in v.values())
-                for k, v in learned.items()):
-            raise ConfigError(f'{path}: classifier_cues must map cues to {{category: P in '
-                              '(0, 1]}}; fix it')
-        return cls({k: v for k, v in compiled.items() if v is not None}, peer,
-                   frozenset(strings(data, 'not_peers', path)), settings,
-                   {k: {c: float(x) for c, x in v.items()} for k, v in learned.items()},
-                   CueSettings.parse(data.get('cue_classifier'), path, frozenset(CUES)))
-
-    def cues(self, spaced: str) -> FrozenSet[str]:
-        """Return the cue kinds of a normalised turn (with and without spaces)."""
-        packed = compact(spaced)
-        found = {k for k, rx in self.cue_rx.items() if rx.search(spaced) or rx.search(packed)}
-        if 'online' in found:
-            found |= {'adult', 'stranger'}  # met online: an adult the child does not know
-        if 'surprise' in found:
-            found.discard('secret')  # a surprise for mom is a happy secret
-        if 'resolved' in found:
-            found.discard('hurt')
-        if 'story' in found:
-            found -= {'low', 'hurt'}  # a sad film, a game's fight
-        return frozenset(found)
-
-    def peer(self, spaced: str) -> str:
-        """Return who is named doing it (the subject nearest before the end), '' for none.
-
-        A name speech recognition split ("예 준 이가", "도윤이 가 또") is joined first.
-        """
-        spaced = SPLIT_PARTICLE.sub(r'\1\2', SPLIT_NAME.sub(r'\1\2', spaced))
-        names = [(m.start(), m.group('who')) for rx in self.peer_rx for m in rx.finditer(spaced)]
-        names = [n for _, n in sorted(names)]
-        names = [n for n in names if n not in self.not_peers and not n.endswith(PLACES)]
-        if not names:
-            return ''
-        name = names[-1]
-        return name[:-1] if len(name) >= 3 and name.endswith('이') else name
 
 
 class ConversationMonitor:
@@ -311,23 +221,32 @@ class ConversationMonitor:
         return None
 
     def _bullying(self, recent):
-        """Return (why, turns) of the same peer hurting the child again (걔: the last named)."""
+        """Return (why, turns) of the same peer hurting the child again (걔: the last named).
+
+        One turn that says it keeps happening ("예준이가 오늘도 때렸어") is enough, unless the
+        one who did it is family, the child laughs, or they made up before.
+        """
         s = self.rules.settings
         by_peer: Dict[str, List[Tuple[int, Turn]]] = {}
-        last = ''
+        last, made_up = '', set()
         for i, t in recent:
             peer = t.peer or last
             if t.peer:
                 last = t.peer
             if 'resolved' in t.cues:
                 by_peer.pop(peer, None)
+                made_up.add(peer)
             elif 'hurt' in t.cues:
                 by_peer.setdefault(peer, []).append((i, t))
         for peer, turns in by_peer.items():
             # a peer named in two turns is "again"; unnamed children need "또/맨날" said
             again = bool(peer) or any(t.cues & {'again', 'persist'} for _, t in turns)
+            # "예준이가 오늘도 때렸어": the child says it keeps happening, in one turn
+            said = 0 if peer in KIN or peer in made_up else sum(
+                1 for _, t in turns if 'again' in t.cues and not LAUGH.search(t.text))
             if len(turns) >= s['bullying_turns_without_again'] or \
-                    (len(turns) >= s['bullying_turns'] and again):
+                    (len(turns) >= s['bullying_turns'] and again) or \
+                    (said >= s['bullying_turns_said_again'] > 0):
                 who = f'"{peer}"' if peer else 'the same children'
                 return (f'{who} hurt the child in {len(turns)} turns', turns)
         return None

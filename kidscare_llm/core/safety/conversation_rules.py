@@ -1,0 +1,112 @@
+"""conversation.yaml, compiled: which cues a child turn carries, and who is named doing it.
+
+Split from conversation.py, which keeps the per-child state and the patterns over turns; this
+module is the vocabulary (the cue kinds, the settings and their defaults) and the reading of
+one turn: its cues (regex lists an operator can read and change) and the peer it names.
+"""
+
+from pathlib import Path
+import re
+from typing import Dict, FrozenSet, List, Optional, Pattern
+
+from kidscare_llm.core.errors import ConfigError
+from kidscare_llm.core.safety.cues import CueSettings
+from kidscare_llm.core.safety.lexicon import alternation, strings
+from kidscare_llm.core.safety.normalise import compact
+
+CONVERSATION_FILE = 'conversation.yaml'
+# "학교에서도 ...", "지난주에도 ...": a place, a listener or a time, not who did it
+PLACES = ('에서', '에게', '한테', '에')
+GROOMING_MORE = ('gift', 'secret', 'alone', 'ride', 'photo', 'contact', 'special')  # + adult
+ISOLATING = ('secret', 'alone', 'photo_ask', 'touch', 'contact')  # or a stranger's ride
+CUES = ('adult', 'stranger', 'online', 'meet', 'photo_ask', 'touch') + GROOMING_MORE + (
+    'surprise', 'low', 'blame', 'persist', 'recover', 'hurt', 'resolved', 'again', 'same',
+    'story', 'told', 'lesson', 'together')
+# a two-syllable name said syllable by syllable before its particle ("예 준 이가", "민 서 가")
+SPLIT_NAME = re.compile(r'(?<![가-힣])(?!(?:또|나|내|너|저|제|걔|쟤|더|좀|막|꼭|다|왜|잘|안|못|그) )'
+                        r'([가-힣]) ([가-힣]) ?(?=(?:이가|이는|이도|이랑|이한테|가|는|도|한테)(?:\s|$))')
+# a name's particle split off it before "again" ("도윤이 가 또")
+SPLIT_PARTICLE = re.compile(r'(?<![가-힣])([가-힣]{1,3}이) (가|는)(?= (?:또|맨날|자꾸|계속|오늘도|어제도))')
+# a brother, sister or relative: in one turn "오빠가 또 놀렸어" is family teasing, not a bully
+KIN = frozenset({'형', '형아', '누나', '언니', '오빠', '동생', '고모', '이모', '삼촌', 'brother',
+                 'sister'})
+LAUGH = re.compile(r'ㅋㅋ|ㅎㅎ|\blol\b|\blmao\b')  # said laughing: not a complaint on its own
+SETTINGS = {'enabled': True, 'window_turns': 40, 'window_days': 14.0, 'low_mood_turns': 3,
+            'blame_turns': 2, 'bullying_turns': 2, 'bullying_turns_without_again': 3,
+            'bullying_turns_said_again': 1}
+
+
+class ConversationRules:
+    """The cues of conversation.yaml, compiled; `cues(text)` says which a turn carries."""
+
+    def __init__(self, cues: Dict[str, Pattern], peer: List[Pattern],
+                 not_peers: FrozenSet[str], settings: dict,
+                 learned: Optional[Dict[str, Dict[str, float]]] = None,
+                 cue_settings: Optional[CueSettings] = None):
+        self.learned = learned or {}  # cue -> {classifier category: P that adds the cue}
+        self.cue_settings = cue_settings  # the learned cues (cues.py), or None
+        self.cue_rx = cues
+        self.peer_rx = peer
+        self.not_peers = not_peers
+        self.settings = settings
+
+    @classmethod
+    def parse(cls, data: dict, path: Path) -> 'ConversationRules':
+        """Validate conversation.yaml's mapping (ConfigError naming the fix)."""
+        cues = data.get('cues') or {}
+        unknown = set(cues) - set(CUES)
+        if not isinstance(cues, dict) or unknown:
+            raise ConfigError(f'{path}: cues must map some of {", ".join(CUES)} to regex lists '
+                              f'(unknown: {sorted(unknown)}); fix it')
+        compiled = {k: alternation(strings(cues, k, path), path, f'cues.{k}') for k in cues}
+        settings = dict(SETTINGS)
+        for key, default in SETTINGS.items():
+            try:
+                settings[key] = type(default)(data.get(key, default))
+            except (TypeError, ValueError):
+                raise ConfigError(f'{path}: {key} must be like {default!r}; fix it') from None
+        peer = [alternation([p], path, 'peer_subject')
+                for p in strings(data, 'peer_subject', path)]
+        if any('who' not in rx.groupindex for rx in peer):
+            raise ConfigError(f'{path}: each peer_subject needs a (?P<who>...) group; add it')
+        learned = data.get('classifier_cues') or {}
+        if not isinstance(learned, dict) or not all(
+                k in CUES and isinstance(v, dict)
+                and all(isinstance(x, (int, float)) and 0 < x <= 1 for x in v.values())
+                for k, v in learned.items()):
+            raise ConfigError(f'{path}: classifier_cues must map cues to {{category: P in '
+                              '(0, 1]}}; fix it')
+        return cls({k: v for k, v in compiled.items() if v is not None}, peer,
+                   frozenset(strings(data, 'not_peers', path)), settings,
+                   {k: {c: float(x) for c, x in v.items()} for k, v in learned.items()},
+                   CueSettings.parse(data.get('cue_classifier'), path, frozenset(CUES)))
+
+    def cues(self, spaced: str) -> FrozenSet[str]:
+        """Return the cue kinds of a normalised turn (with and without spaces)."""
+        packed = compact(spaced)
+        found = {k for k, rx in self.cue_rx.items() if rx.search(spaced) or rx.search(packed)}
+        if 'online' in found:
+            found |= {'adult', 'stranger'}  # met online: an adult the child does not know
+        if 'surprise' in found:
+            found.discard('secret')  # a surprise for mom is a happy secret
+        if 'resolved' in found:
+            found.discard('hurt')
+        if 'story' in found:
+            found -= {'low', 'hurt'}  # a sad film, a game's fight
+        return frozenset(found)
+
+    def peer(self, spaced: str) -> str:
+        """Return who is named doing it (the subject nearest before the end), '' for none.
+
+        A name speech recognition split ("예 준 이가", "도윤이 가 또") is joined first.
+        """
+        spaced = SPLIT_PARTICLE.sub(r'\1\2', SPLIT_NAME.sub(r'\1\2', spaced))
+        names = [(m.start(), m.group('who')) for rx in self.peer_rx for m in rx.finditer(spaced)]
+        names = [n for _, n in sorted(names)]
+        # one Hangul syllable is a verb's stem ("쉬는 시간", "하는 형이"), except 형 itself
+        names = [n for n in names if n not in self.not_peers and not n.endswith(PLACES)
+                 and (len(n) > 1 or n == '형' or n.isascii())]
+        if not names:
+            return ''
+        name = names[-1]
+        return name[:-1] if len(name) >= 3 and name.endswith('이') else name
