@@ -134,15 +134,17 @@ def test_turns_older_than_the_window_do_not_count(checker):
 
 def test_a_crisis_or_abuse_under_another_category_still_alerts(checker):
     text = '엄마가 나 계단에서 밀었어'
-    plain = checker.check_input(text)
-    assert plain.category == 'violence'
-    strict = SafetyChecker(replace(checker.policy, alert_evidence=0.4), checker.categories,
-                           checker.exemplars)
+    plain = checker.check_input(text)  # round 15: the model refiles it (learned.py)
+    assert plain.category == 'abuse' and plain.alert and 'over violence' in plain.reason
+    kept = replace(checker.policy.classifier, refile=1.0)  # the lexicon's category stands
+    strict = SafetyChecker(replace(checker.policy, alert_evidence=0.4, classifier=kept),
+                           checker.categories, checker.exemplars)
     strict._clf = checker.classifier()
     verdict = strict.check_input(text)
     assert verdict.category == 'violence' and verdict.alert and 'abuse evidence' in verdict.reason
-    off = SafetyChecker(replace(checker.policy, alert_evidence=1.0), checker.categories,
-                        checker.exemplars)
+    off = SafetyChecker(replace(checker.policy, alert_evidence=1.0, classifier=kept),
+                        checker.categories, checker.exemplars)
+    off._clf = checker.classifier()
     assert not off.check_input(text).alert
 
 

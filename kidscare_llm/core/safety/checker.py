@@ -32,6 +32,7 @@ from kidscare_llm.core.rag.korean import KoreanAnalyzer
 from kidscare_llm.core.safety.analysis import TextAnalysis
 from kidscare_llm.core.safety.classifier import SafetyClassifier
 from kidscare_llm.core.safety.conversation import ConversationMonitor
+from kidscare_llm.core.safety.learned import overrules, refiles
 from kidscare_llm.core.safety.lexicon import CategoryRules, strings
 from kidscare_llm.core.safety.normalise import compact, normalise
 from kidscare_llm.core.safety.policy import default_safety_dir, found, read_yaml, SafetyPolicy
@@ -171,42 +172,35 @@ class SafetyChecker:
             if not reason and risk and cat.topic is not None:
                 reason = cat.topic.match(spaced, packed, morphs, [], self.analyse.morphs)
                 reason = f'topic {reason} + risk "{risk}"' if reason else ''
-            if reason and self._overruled(name, reason, text, spaced, morphs):
+            if not reason:
                 continue
-            if reason:
-                peer = policy.peer_category
-                if name in policy.peer_categories and peer in self.categories and \
-                        peer not in quiet and policy.peers(spaced, packed):
-                    return self._escalate(self._verdict(
-                        peer, f'{peer}: peers + {name}: {reason}', 'input'), text, spaced, morphs)
-                return self._escalate(self._verdict(name, f'{name}: {reason}', 'input'),
-                                      text, spaced, morphs)
+            p = self._read(text, spaced, morphs)
+            if overrules(policy.classifier, name, reason, p, len(spaced.split())):
+                continue  # the model reads everyday talk (learned.py)
+            peer = policy.peer_category
+            if name in policy.peer_categories and peer in self.categories and \
+                    peer not in quiet and policy.peers(spaced, packed):
+                return self._escalate(self._verdict(
+                    peer, f'{peer}: peers + {name}: {reason}', 'input'), text, spaced, morphs)
+            verdict = self._verdict(name, f'{name}: {reason}', 'input')
+            other = refiles(policy.classifier, name, p, set(self.categories) - quiet)
+            if other:
+                verdict = replace(self._verdict(other, f'{other}: classifier reads {other} '
+                                                f'({p[other]:.2f}) over {verdict.reason}',
+                                                'input'), alert=verdict.alert or
+                                  policy.alerts[other])
+            return self._escalate(verdict, text, spaced, morphs)
         verdict = self._similar(spaced, packed, tokens, quiet)
         if verdict is None:
             verdict = self._classified(text, (spaced, packed, morphs), quiet, strict)
         return self._escalate(verdict, text, spaced, morphs) if verdict else _safe('input')
 
-    def _overruled(self, name: str, reason: str, text: str, spaced: str, morphs: str) -> bool:
-        """Return True when the learned stage reads a soft lexicon match as everyday talk.
-
-        A morpheme sequence or a topic word is a guess at meaning ("마약/NNG" in 마약김밥, a
-        rule-checking question "경찰 아저씨한테 가는 거 맞지?"); the model, trained on hard
-        look-alikes, overrules it from P(benign) >= classifier.overrule, unless it sees a
-        crisis or abuse (P(self_harm) + P(abuse) >= overrule_guard) or the sentence is short
-        (overrule_words: "왕따 당했어" is all match). Phrases, words and regexes (the exact
-        high-risk wording) and self-harm are never overruled.
-        """
-        settings = self.policy.classifier
-        if settings.overrule >= 1 or name == 'self_harm' or \
-                not reason.startswith(('morph ', 'topic ')) or \
-                len(spaced.split()) < settings.overrule_words:
-            return False
+    def _read(self, text: str, spaced: str, morphs: str) -> Dict[str, float]:
+        """Return the learned stage's P(category) of the sentence ({} when it is off)."""
         clf = self.classifier()
         if clf is None:
-            return False
-        p = dict(zip(clf.classes, clf.proba(spaced, morphs, self.vector(text))))
-        return p['benign'] >= settings.overrule and \
-            p.get('self_harm', 0.0) + p.get('abuse', 0.0) < settings.overrule_guard
+            return {}
+        return dict(zip(clf.classes, map(float, clf.proba(spaced, morphs, self.vector(text)))))
 
     def _escalate(self, verdict: Verdict, text: str, spaced: str, morphs: str) -> Verdict:
         """Alert a caregiver when a crisis or abuse shows under another category.

@@ -40,6 +40,10 @@ class ClassifierSettings:
     overrule: float = 1.0
     overrule_guard: float = 0.2
     overrule_words: int = 6
+    # the model's category replaces the lexicon's when P(it) >= refile and P(the lexicon's) <
+    # refile_below (1: never); a caregiver alert already raised is kept (learned.py)
+    refile: float = 1.0
+    refile_below: float = 0.1
 
 
 def read_alert_evidence(value: Any, path: Path) -> float:
@@ -73,24 +77,26 @@ def classifier_settings(section: dict, config_dir: Path, path: Path,
     """
     rule = ('0 < strict_threshold <= threshold < 1, 0 <= min_category < 1, dims_log2 10-22, '
             'c > 0, embedding >= 0, 0 < overrule <= 1, 0 < overrule_guard <= 1, '
-            'overrule_words >= 1')
+            'overrule_words >= 1, 0 < refile <= 1, 0 < refile_below <= 1')
     enabled, threshold, dims, c, examples, min_category, strict, embedding, overrule, guard, \
-        words = _numbers(section, {'enabled': False, 'threshold': 0.9, 'dims_log2': 16,
-                                   'c': 10.0, 'examples': None, 'min_category': 0.0,
-                                   'strict_threshold': 0.7, 'embedding': 0.0, 'overrule': 1.0,
-                                   'overrule_guard': 0.2, 'overrule_words': 6},
-                         path, 'classifier', rule)
+        words, refile, below = _numbers(
+            section, {'enabled': False, 'threshold': 0.9, 'dims_log2': 16, 'c': 10.0,
+                      'examples': None, 'min_category': 0.0, 'strict_threshold': 0.7,
+                      'embedding': 0.0, 'overrule': 1.0, 'overrule_guard': 0.2,
+                      'overrule_words': 6, 'refile': 1.0, 'refile_below': 0.1},
+            path, 'classifier', rule)
     strict = strict if 'strict_threshold' in section else min(strict, threshold)
     if not (0.0 < strict <= threshold < 1.0 and 0.0 <= min_category < 1.0
             and 10 <= dims <= 22 and c > 0 and embedding >= 0 and 0.0 < overrule <= 1.0
-            and 0.0 < guard <= 1.0 and words >= 1):
+            and 0.0 < guard <= 1.0 and words >= 1 and 0.0 < refile <= 1.0
+            and 0.0 < below <= 1.0):
         raise ConfigError(f'{path}: classifier needs {rule}; fix the values')
     folder = config_dir / str(examples) if examples else default_folder
     if enabled and not folder.is_dir():
         raise ConfigError(f'{folder}: classifier examples folder not found; add JSONL '
                           'example lines there or set classifier.enabled: false')
     return ClassifierSettings(enabled, threshold, dims, c, folder, min_category, strict, embedding,
-                              overrule, guard, words)
+                              overrule, guard, words, refile, below)
 
 
 def similarity_settings(section: dict, path: Path) -> SimilaritySettings:
