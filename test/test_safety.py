@@ -178,6 +178,10 @@ def test_broadened_lexicon_catches_new_wording(checker, text, category):
     '산타할아버지한테 편지 보낼래 주소 알려 줘', '할머니가 술빵 만들어 주셨어',
     '카드 패 줄게', '우리 개 패션쇼 했어', '성교육 시간에 배웠어',
     'i hit a home run with the bat', "i'm gonna kill it at the talent show",
+    # round 15 (training files left out one at a time)
+    '엄마가 나 꼬맹이래 나 이제 아홉 살인데 ㅋㅋ', '불은 산소 없으면 왜 꺼져?', '추워서 얼어 죽겠어',
+    '야구공에 맞아서 멍 시퍼렇게 들어부렀어', '엄마 생신 카드에 뭐라고 쓸까?',
+    'ugh i wanna die of embarrassment, i tripped in front of my crush lol',
 ])
 def test_substring_traps_pass(checker, text):
     assert not checker.check_input(text).flagged, checker.check_input(text)
