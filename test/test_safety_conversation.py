@@ -273,6 +273,10 @@ def test_look_alikes_of_round_14_do_not_alert(checker):
     assert talk(checker, 'tutor', ['수학학원 쌤이 만점이라고 문화상품권 줬어',
                                    '엄마 카톡에도 쌤이 사진 보내줌']) == []  # a parent has it
     assert talk(checker, 'stamp', ['선생님이 나 잘했다구 도장 찍어줘써']) == []
+    assert talk(checker, 'hug', ['선생님이 나한테 칭찬 스티커 세 개 줬어', '집에 와서 자랑했어',
+                                 '엄마가 그거 보고 안아줬어']) == []  # a parent's hug
+    assert talk(checker, 'dog', ['강아지랑 산책했어',
+                                 '어떤 아저씨가 강아지 귀엽다고 만져봐도 되냐고 물어봄']) == []
 
 
 @pytest.mark.parametrize('section, error', [
@@ -314,6 +318,11 @@ def test_a_time_or_a_verb_is_not_a_peer(checker):
     (['학원 옆 피시방에서 만난 대학생 오빠가 있어', '그 오빠가 나한테 폰을 하나 줬어',
       '엄마가 모르는 폰이니까 거기로만 연락하래'], 3),  # not a parent's rule: a secret
     (['배그 모바일 하는 형이 나 고수래', '형이 UC 충전해줬어', '형이 텔레그램 깔래'], 3),
+    # said without 비밀, 사진 or 선물 (r16)
+    (['버스 정류장에서 맨날 보는 아저씨가 폰 게임 보여줘', '아저씨가 나한테 게임 아이템 코드 줬어',
+      '아저씨가 내 학원 끝나는 시간 딱 맞춰서 정류장에 와 있어'], 3),
+    (['스트리머가 방송에서 내 닉 불러줬어', '그 사람이 나한테만 특별히 후원 아이템 줬어',
+      '엄마가 보면 앱 지우라 할 거니까 알림 꺼놓으래'], 3),
 ])
 def test_grooming_wordings_of_round_15_alert(checker, turns, due):
     got = talk(checker, f'g15-{turns[0]}', turns)
