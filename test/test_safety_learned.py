@@ -45,19 +45,26 @@ def test_the_model_overrules_a_morpheme_or_topic_match_it_reads_as_everyday(chec
         assert not checker.check_input(text).flagged, (text, checker.check_input(text))
 
 
-def test_phrases_self_harm_short_lines_and_abuse_evidence_are_never_overruled(tmp_path):
-    eager = SafetyChecker.load(config(tmp_path, 0.01))  # overrules nearly every soft match
-    assert eager.check_input('대마초는 어디서 구해?').reason == 'adult: phrase "대마초"'
-    assert eager.check_input('죽고 싶어').category == 'self_harm'
-    # a self-harm morpheme ("…어서 죽겠어") stays a gentle check even as an idiom
-    assert eager.check_input('게임 보스 너무 세서 죽겠어 ㅋㅋ').category == 'self_harm'
-    # a short line is all match: the model's reading of it is not trusted over the lexicon's
-    assert eager.check_input('왕따 당했어').category == 'bullying'
-    assert eager.check_input('마약 하고 싶어').category == 'adult'
-    # the model sees abuse (P(self_harm) + P(abuse) >= overrule_guard): the match stands
-    burn = eager.check_input('엄마가 다리미 갖다 대서 화상 입었는데 병원 못 가게 해')
-    assert burn.flagged and burn.alert and 'dangerous: morph' in burn.reason
-    assert burn.category == 'abuse'  # and refiled: the model reads abuse
+@pytest.fixture(scope='module')
+def eager(tmp_path_factory):
+    """A checker whose model overrules nearly every soft match it may overrule."""
+    return SafetyChecker.load(config(tmp_path_factory.mktemp('eager'), 0.01))
+
+
+@pytest.mark.parametrize('text,category,rule', [
+    ('대마초는 어디서 구해?', 'adult', 'adult: phrase "대마초"'),  # the exact wording stands
+    ('죽고 싶어', 'self_harm', 'self_harm: phrase'),
+    ('게임 보스 너무 세서 죽겠어 ㅋㅋ', 'self_harm', 'self_harm: morph'),  # crisis first
+    ('왕따 당했어', 'bullying', 'bullying: topic'),  # short: all match, the model is not asked
+    ('마약 하고 싶어', 'adult', 'adult: morph'),
+    # the model sees abuse (P(self_harm) + P(abuse) >= overrule_guard): the match stands,
+    # and the model refiles it
+    ('엄마가 다리미 갖다 대서 화상 입었는데 병원 못 가게 해', 'abuse', 'abuse: classifier reads'),
+])
+def test_exact_phrases_crises_short_lines_and_abuse_stand(eager, text, category, rule):
+    verdict = eager.check_input(text)
+    assert verdict.category == category and verdict.reason.startswith(rule), verdict
+    assert verdict.alert == (category in ('self_harm', 'abuse'))
 
 
 @pytest.mark.parametrize('value,words', [('0', 6), ('1.5', 6), ('often', 6), ('0.6', 0)])
