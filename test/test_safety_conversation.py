@@ -327,3 +327,17 @@ def test_a_time_or_a_verb_is_not_a_peer(checker):
 def test_grooming_wordings_of_round_15_alert(checker, turns, due):
     got = talk(checker, f'g15-{turns[0]}', turns)
     assert [(n, a.category) for n, a in got] == [(due, 'grooming')]
+
+
+def test_round_15_look_alikes_and_lasting_low_mood(checker):
+    """conversations_eval3/eval4 (tuned on in round 15): family, a lesson retold, a low mood."""
+    assert talk(checker, 'family', ['할아버지가 세뱃돈 오만원 주셨어',
+                                    '할아버지가 엄마 몰래 주는 거라고 장난쳤어']) == []
+    assert talk(checker, 'lesson', ['오늘 경찰 아저씨가 학교에 와서 안전 교육 했어',
+                                    '모르는 사람이 선물 준다고 따라오라고 하면 싫어요 하고 도망가래']) == []
+    got = talk(checker, 'stranger-grandpa', ['마트에서 어떤 할아버지가 사탕 줬어',
+                                             '집까지 차로 데려다 준대', '엄마한테 말하면 안 된대'])
+    assert [a.category for _, a in got] == ['grooming']  # a stranger is not family
+    got = talk(checker, 'many-low', ['이사 오고 나서 친구가 하나도 없어', '점심도 혼자 먹어',
+                                     '예전 학교 생각하면 눈물 나'])
+    assert [(n, a.category) for n, a in got] == [(3, 'low_mood')]

@@ -20,7 +20,8 @@ import time
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from kidscare_llm.core.safety.conversation_rules import (CONVERSATION_FILE, ConversationRules,
-                                                         GROOMING_MORE, ISOLATING, KIN, LAUGH)
+                                                         GROOMING_MORE, HYPOTHETICAL,
+                                                         ISOLATING, KIN, LAUGH)
 from kidscare_llm.core.safety.cues import create as create_cue_model, CueModel
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,11 @@ class ConversationMonitor:
             cues.discard('hurt')  # an apology or a game both play
         if 'told' in cues:  # the child told a parent, or a parent has it: not kept from them
             cues -= {'secret', 'photo_ask'}
+        if 'family' in cues and 'stranger' not in cues:  # a grandparent, "우리 삼촌": family
+            cues -= {'adult', 'stranger', 'secret', 'alone', 'ride', 'photo_ask'}
+        if 'lesson' not in cues and child.turns and 'lesson' in child.turns[-1].cues and \
+                HYPOTHETICAL.search(spaced):
+            cues.add('lesson')  # the lesson goes on: "…하면 싫어요 하고 도망가래"
         if 'together' in cues:
             cues -= {'alone', 'ride'}  # the family or the group goes too
         if 'lesson' in cues:  # a safety lesson retold: nothing happened to the child
@@ -216,7 +222,8 @@ class ConversationMonitor:
         low = [(i, t) for i, t in recent[last_ok + 1:] if t.cues & {'low', 'blame'}]
         blame = [x for x in low if 'blame' in x[1].cues]
         lasting = any(t.cues & {'persist', 'blame'} for _, t in low)
-        if len(blame) >= s['blame_turns'] or (len(low) >= s['low_mood_turns'] and lasting):
+        if len(blame) >= s['blame_turns'] or (len(low) >= s['low_mood_turns'] and lasting) or \
+                len(low) >= s['low_mood_turns_many'] > 0:  # turn after turn is lasting too
             return (f'low mood or self-blame in {len(low)} turns', low)
         return None
 

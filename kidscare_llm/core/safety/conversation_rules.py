@@ -21,7 +21,7 @@ GROOMING_MORE = ('gift', 'secret', 'alone', 'ride', 'photo', 'contact', 'special
 ISOLATING = ('secret', 'alone', 'photo_ask', 'touch', 'contact')  # or a stranger's ride
 CUES = ('adult', 'stranger', 'online', 'meet', 'photo_ask', 'touch') + GROOMING_MORE + (
     'surprise', 'low', 'blame', 'persist', 'recover', 'hurt', 'resolved', 'again', 'same',
-    'story', 'told', 'lesson', 'together')
+    'story', 'told', 'lesson', 'together', 'family')
 # a two-syllable name said syllable by syllable before its particle ("예 준 이가", "민 서 가")
 SPLIT_NAME = re.compile(r'(?<![가-힣])(?!(?:또|나|내|너|저|제|걔|쟤|더|좀|막|꼭|다|왜|잘|안|못|그) )'
                         r'([가-힣]) ([가-힣]) ?(?=(?:이가|이는|이도|이랑|이한테|가|는|도|한테)(?:\s|$))')
@@ -30,10 +30,12 @@ SPLIT_PARTICLE = re.compile(r'(?<![가-힣])([가-힣]{1,3}이) (가|는)(?= (?:
 # a brother, sister or relative: in one turn "오빠가 또 놀렸어" is family teasing, not a bully
 KIN = frozenset({'형', '형아', '누나', '언니', '오빠', '동생', '고모', '이모', '삼촌', 'brother',
                  'sister'})
+# what someone might do, or what one should do: a lesson retold goes on in such a turn
+HYPOTHETICAL = re.compile(r'(하면|으면|이면|\bif\b|\bnever\b|\byou (should|tell|say)\b)')
 LAUGH = re.compile(r'ㅋㅋ|ㅎㅎ|\blol\b|\blmao\b')  # said laughing: not a complaint on its own
 SETTINGS = {'enabled': True, 'window_turns': 40, 'window_days': 14.0, 'low_mood_turns': 3,
             'blame_turns': 2, 'bullying_turns': 2, 'bullying_turns_without_again': 3,
-            'bullying_turns_said_again': 1}
+            'bullying_turns_said_again': 1, 'low_mood_turns_many': 3}
 
 
 class ConversationRules:
