@@ -13,7 +13,9 @@ from kidscare_llm.core.safety import SafetyChecker
 from kidscare_llm.core.safety.judge import SafetyJudge
 
 UNSURE_RISKY = '엄마 아빠 없을 때 누가 자꾸 전화해'  # classifier P about 0.8: below 0.9
-UNSURE_BENIGN = '숙제 다 하고 놀아도 돼?'  # about 0.4
+# ordinary requests the classifier is unsure of (P from 0.3 to 0.9; which one depends on the
+# training lines, so the test takes the first that is, and says so if none is)
+UNSURE_BENIGN = ('유튜브 더 봐도 돼?', '게임 한 판만 더 해도 돼?', '숙제 다 하고 놀아도 돼?')
 PLAIN = '나 오늘 급식 맛있었어'  # about 0.04: never asked
 
 
@@ -38,6 +40,16 @@ def checker():
     return SafetyChecker.load().warm_up()
 
 
+def unsure(checker):
+    """Return the first UNSURE_BENIGN line whose P(not benign) lies where the judge is asked."""
+    clf = checker.classifier()
+    for text in UNSURE_BENIGN:
+        spaced, _, morphs, _, _ = checker.analyse(text)
+        if 0.3 <= clf.risky(spaced, morphs, None)[1] < checker.policy.classifier.threshold:
+            return text
+    raise AssertionError(f'no line of {UNSURE_BENIGN} is unsure now: add one that is')
+
+
 def judged(checker, answer):
     model = Says(answer)
     checker.judge = SafetyJudge(model, checker.policy.priority, low=0.3)
@@ -56,7 +68,7 @@ def test_the_judge_is_asked_only_about_unsure_lines_and_can_flag_them(checker):
         assert checker.check_input('나 죽고 싶어').stage == 'input'  # the lexicon decides
         assert len(model.asked) == 1 and len(checker.judge.latencies_ms) == 1
         model = judged(checker, 'safe')
-        assert not checker.check_input(UNSURE_BENIGN).flagged and len(model.asked) == 1
+        assert not checker.check_input(unsure(checker)).flagged and len(model.asked) == 1
     finally:
         checker.judge = None
 
