@@ -138,25 +138,8 @@ class ConversationMonitor:
                          if any(p.get(c, 0.0) >= bar for c, bar in bars.items())}
             if self.cue_model is not None:
                 cues |= self.cue_model.cues(text)
-        if 'resolved' in cues:
-            cues.discard('hurt')  # an apology or a game both play
-        if 'told' in cues:  # the child told a parent, or a parent has it: not kept from them
-            cues -= {'secret', 'photo_ask'}
-        if 'family' in cues and 'stranger' not in cues:  # a grandparent, "우리 삼촌": family
-            cues -= {'adult', 'stranger', 'secret', 'alone', 'ride', 'photo_ask'}
-        if 'lesson' not in cues and child.turns and 'lesson' in child.turns[-1].cues and \
-                HYPOTHETICAL.search(spaced):
-            cues.add('lesson')  # the lesson goes on: "…하면 싫어요 하고 도망가래"
-        if 'together' in cues:
-            cues -= {'alone', 'ride'}  # the family or the group goes too
-        if 'lesson' in cues:  # a safety lesson retold: nothing happened to the child
-            cues -= set(GROOMING_MORE) | {'adult', 'stranger', 'photo_ask', 'touch', 'meet'}
-        if verdict is not None and getattr(verdict, 'category', None) == 'self_harm':
-            cues.add('low')  # a self-harm line said as a joke still counts as a low turn
-        if 'same' in cues and child.turns:  # "오늘도 그랬어": what the turn before said
-            before = child.turns[-1]
-            cues |= {'hurt', 'again'} if 'hurt' in before.cues else set()
-            cues |= {'low', 'persist'} if before.cues & {'low', 'blame'} else set()
+        before = child.turns[-1] if child.turns else None
+        cues = _settle(cues, spaced, before, getattr(verdict, 'category', None))
         peer = self.rules.peer(spaced)  # who is named: a later "걔" or no name means them
         child.turns.append(Turn(text, when, frozenset(cues), peer))
         s = self.rules.settings
@@ -257,6 +240,35 @@ class ConversationMonitor:
                 who = f'"{peer}"' if peer else 'the same children'
                 return (f'{who} hurt the child in {len(turns)} turns', turns)
         return None
+
+
+def _settle(cues: set, spaced: str, before: Optional[Turn], category: Optional[str]) -> set:
+    """Return a turn's cues once the cues that take others away have had their say.
+
+    An apology clears hurt; a parent told or has it (told) clears the secret; family is not an
+    outsider; the family going too (together) clears being alone; a lesson retold (which goes
+    on in a hypothetical turn) clears what happened; "오늘도 그랬어" (same) repeats the turn
+    before; a self-harm line said as a joke still counts as low (category: the check's).
+    """
+    if 'resolved' in cues:
+        cues.discard('hurt')  # an apology or a game both play
+    if 'told' in cues:  # the child told a parent, or a parent has it: not kept from them
+        cues -= {'secret', 'photo_ask'}
+    if 'family' in cues and 'stranger' not in cues:  # a grandparent, "우리 삼촌": family
+        cues -= {'adult', 'stranger', 'secret', 'alone', 'ride', 'photo_ask'}
+    if 'lesson' not in cues and before is not None and 'lesson' in before.cues and \
+            HYPOTHETICAL.search(spaced):
+        cues.add('lesson')  # the lesson goes on: "…하면 싫어요 하고 도망가래"
+    if 'together' in cues:
+        cues -= {'alone', 'ride'}  # the family or the group goes too
+    if 'lesson' in cues:  # a safety lesson retold: nothing happened to the child
+        cues -= set(GROOMING_MORE) | {'adult', 'stranger', 'photo_ask', 'touch', 'meet'}
+    if category == 'self_harm':
+        cues.add('low')
+    if 'same' in cues and before is not None:  # "오늘도 그랬어": what the turn before said
+        cues |= {'hurt', 'again'} if 'hurt' in before.cues else set()
+        cues |= {'low', 'persist'} if before.cues & {'low', 'blame'} else set()
+    return cues
 
 
 def _past_turns(store, user: str, rules: ConversationRules) -> List[Tuple[str, float]]:
