@@ -68,11 +68,7 @@ class SafetyChecker:
 
     def probabilities(self, text: str) -> Dict[str, float]:
         """Return the learned stage's P(category) of a text ({} when it is off)."""
-        clf = self.classifier()
-        if clf is None:
-            return {}
-        p = clf.proba(*self.analyse.spaced_and_morphs(text), self.vector(text))
-        return dict(zip(clf.classes, map(float, p)))
+        return self._read(text, *self.analyse.spaced_and_morphs(text))
 
     def vector(self, text: str):
         """Return the text's sentence embedding when the learned stage reads one (else None)."""
