@@ -214,10 +214,9 @@ class SafetyChecker:
                 and not found(policy.joke_exempt, spaced, compact(spaced)):
             return replace(verdict, alert=False, reason=verdict.reason + ' (said as a joke: '
                            'gentle check, no alert)')
-        clf = self.classifier() if policy.alert_evidence < 1 else None
-        if verdict.alert or clf is None:
+        if verdict.alert or policy.alert_evidence >= 1:
             return verdict
-        p = dict(zip(clf.classes, clf.proba(spaced, morphs, self.vector(text))))
+        p = self._read(text, spaced, morphs)
         evidence = {c: float(p.get(c, 0.0)) for c in ALERT_EVIDENCE if c in self.categories}
         if not evidence:
             return verdict
