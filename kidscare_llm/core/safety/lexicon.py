@@ -43,6 +43,8 @@ def _morph_piece(item: str, entry: str, path: Path) -> str:
     if not forms or not all(re.fullmatch('[A-Z]+', t) for t in tags):
         raise ConfigError(f'{path}: morpheme "{item}" in "{entry}" is not form or form/TAG '
                           '(e.g. 죽/VV, 보|싶/VX, 없/VA|죽/VV); fix the morphs list')
+    if 'EF' in tags and 'EC' not in tags:  # run-on speech: Kiwi reads 마실래 거품… as EC
+        tags.append('EC')
     tag_re = '(?:' + '|'.join(tags) + ')[A-Z-]*' if tags else '[A-Z-]+'
     return ' (?:' + '|'.join(map(re.escape, forms)) + ')/' + tag_re
 
