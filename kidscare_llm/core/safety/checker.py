@@ -102,7 +102,7 @@ class SafetyChecker:
         checker = cls(policy, categories, exemplars, analyzer, embedder=embedder)
         checker.conversation = ConversationMonitor.load(
             config_dir, checker.standardise, checker.probabilities,
-            checker.analyse.spaced_and_morphs, checker.features_salt())
+            checker.analyse.spaced_and_morphs, checker.features_salt(), embedder)
         return checker
 
     def classifier(self) -> Optional[SafetyClassifier]:

@@ -72,15 +72,17 @@ class ConversationMonitor:
 
     @classmethod
     def load(cls, config_dir: Path, standardise: Callable[[str], str],
-             probabilities=None, analyse=None, salt: str = '') -> 'ConversationMonitor':
+             probabilities=None, analyse=None, salt: str = '',
+             embedder=None) -> 'ConversationMonitor':
         """Read config_dir/conversation.yaml (no file: the stage is off).
 
-        analyse (the checker's text -> (spaced, morphs)) lets the learned cues run.
+        analyse (the checker's text -> (spaced, morphs)) lets the learned cues run; embedder
+        (the robot's, shared) adds the turn's sentence embedding to their features.
         """
         from kidscare_llm.core.safety.policy import read_yaml
         path = Path(config_dir) / CONVERSATION_FILE
         rules = ConversationRules.parse(read_yaml(path), path) if path.is_file() else None
-        cue_model = create_cue_model(rules and rules.cue_settings, analyse, salt)
+        cue_model = create_cue_model(rules and rules.cue_settings, analyse, salt, embedder)
         return cls(rules, standardise, probabilities, cue_model)
 
     @property
@@ -131,13 +133,16 @@ class ConversationMonitor:
         spaced = self.standardise(text)
         cues = set(self.rules.cues(spaced))
         learned = self.rules.learned
-        if 'story' not in cues:  # the models have read more ways to say it than the lists
-            if learned and self.probabilities is not None:
-                p = self.probabilities(text)
-                cues |= {cue for cue, bars in learned.items()
-                         if any(p.get(c, 0.0) >= bar for c, bar in bars.items())}
-            if self.cue_model is not None:
-                cues |= self.cue_model.cues(text)
+        more = set()  # the models have read more ways to say it than the lists
+        if learned and self.probabilities is not None:
+            p = self.probabilities(text)
+            more = {cue for cue, bars in learned.items()
+                    if any(p.get(c, 0.0) >= bar for c, bar in bars.items())}
+        if self.cue_model is not None:
+            more |= self.cue_model.cues(text)
+        if 'story' in cues:  # a film's sadness, tired after sport: not the child's hurt or mood
+            more -= {'low', 'blame', 'hurt'}
+        cues |= more
         before = child.turns[-1] if child.turns else None
         cues = _settle(cues, spaced, before, getattr(verdict, 'category', None))
         peer = self.rules.peer(spaced)  # who is named: a later "걔" or no name means them
@@ -246,15 +251,16 @@ def _settle(cues: set, spaced: str, before: Optional[Turn], category: Optional[s
     """Return a turn's cues once the cues that take others away have had their say.
 
     An apology clears hurt; a parent told or has it (told) clears the secret; family is not an
-    outsider; the family going too (together) clears being alone; a lesson retold (which goes
-    on in a hypothetical turn) clears what happened; "오늘도 그랬어" (same) repeats the turn
-    before; a self-harm line said as a joke still counts as low (category: the check's).
+    outsider unless someone else does it ("할머니 기도할 때 아저씨가…"); the family going too
+    (together) clears being alone; a lesson retold (which goes on in a hypothetical turn)
+    clears what happened; "오늘도 그랬어" (same) repeats the turn before; a self-harm line
+    said as a joke still counts as low (category: the check's).
     """
     if 'resolved' in cues:
         cues.discard('hurt')  # an apology or a game both play
     if 'told' in cues:  # the child told a parent, or a parent has it: not kept from them
         cues -= {'secret', 'photo_ask'}
-    if 'family' in cues and 'stranger' not in cues:  # a grandparent, "우리 삼촌": family
+    if 'family' in cues and not cues & {'stranger', 'outsider'}:  # "우리 삼촌": family
         cues -= {'adult', 'stranger', 'secret', 'alone', 'ride', 'photo_ask'}
     if 'lesson' not in cues and before is not None and 'lesson' in before.cues and \
             HYPOTHETICAL.search(spaced):

@@ -37,6 +37,7 @@ class CueSettings:
     labels: Mapping[str, Tuple[str, ...]]  # e.g. isolate -> (alone,), photo -> (photo_ask,)
     examples: Path
     thresholds: Mapping[str, float] = None  # a label's own threshold, over `threshold`
+    embedding: float = 0.0  # weight of the turn's sentence embedding among the features
 
     def bar(self, label: str) -> float:
         """Return the probability at which a label adds its cues."""
@@ -52,30 +53,35 @@ class CueSettings:
             labels = {str(k): tuple([v] if isinstance(v, str) else v)
                       for k, v in (section.get('labels') or {}).items()}
             own = {str(k): float(v) for k, v in (section.get('thresholds') or {}).items()}
+            embedding = float(section.get('embedding', 0.0))
         except (AttributeError, TypeError, ValueError):
             raise ConfigError(f'{path}: cue_classifier needs threshold, labels: {{label: cue '
-                              'or [cues]}} and thresholds: {{label: P}}; fix it') from None
+                              'or [cues]}}, thresholds: {{label: P}} and embedding: a weight; '
+                              'fix it') from None
         unknown = {c for v in labels.values() for c in v} - set(cues)
-        if not all(0 < x <= 1 for x in [threshold, *own.values()]) or unknown:
-            raise ConfigError(f'{path}: cue_classifier needs 0 < threshold <= 1 and labels '
-                              f'mapped to known cues (unknown: {sorted(unknown)}); fix it')
+        if not all(0 < x <= 1 for x in [threshold, *own.values()]) or unknown or \
+                not 0 <= embedding <= 10:
+            raise ConfigError(f'{path}: cue_classifier needs 0 < threshold <= 1, 0 <= embedding '
+                              f'<= 10 and labels mapped to known cues (unknown: '
+                              f'{sorted(unknown)}); fix it')
         folder = section.get('examples')
         folder = path.parent / str(folder) if folder else default_cues_dir()
         enabled = bool(section.get('enabled', True))
         if enabled and not folder.is_dir():
             raise ConfigError(f'{folder}: cue lines folder not found; add JSONL lines there '
                               'or set cue_classifier.enabled: false')
-        return cls(enabled, threshold, labels, folder, own)
+        return cls(enabled, threshold, labels, folder, own, embedding)
 
 
 class CueModel:
     """Lazily trained cue classifier: cues(text) returns the stage's cues a turn carries."""
 
     def __init__(self, settings: CueSettings,
-                 analyse: Callable[[str], Tuple[str, str]], salt: str = ''):
+                 analyse: Callable[[str], Tuple[str, str]], salt: str = '', embedder=None):
         self.settings = settings
         self.analyse = analyse  # the checker's (spaced, morphs) of a text
         self.salt = salt
+        self.embedder = embedder  # the robot's (shared with retrieval and the checker), or None
         self._model = None
         self._lock = threading.Lock()
 
@@ -88,13 +94,15 @@ class CueModel:
 
                     self._model = SafetyClassifier.load_or_train(
                         self.settings.examples, self.analyse, 16, 10.0, cache_dir(),
-                        json.dumps(['cues', self.salt], ensure_ascii=False))
+                        json.dumps(['cues', self.salt], ensure_ascii=False), self.embedder,
+                        self.settings.embedding)
         return self._model
 
     def probabilities(self, text: str) -> Dict[str, float]:
         """Return P(label) of one turn over the model's labels."""
         model = self.model()
-        return dict(zip(model.classes, map(float, model.proba(*self.analyse(text)))))
+        vector = None if model.dense is None else self.embedder.query(text)
+        return dict(zip(model.classes, map(float, model.proba(*self.analyse(text), vector))))
 
     def cues(self, text: str) -> FrozenSet[str]:
         """Return the stage cues of the labels at or above the threshold."""
@@ -105,8 +113,9 @@ class CueModel:
                          if p >= settings.bar(label) for cue in settings.labels.get(label, ()))
 
 
-def create(settings: Optional[CueSettings], analyse, salt: str = '') -> Optional[CueModel]:
-    """Return a CueModel, or None when the section is off."""
+def create(settings: Optional[CueSettings], analyse, salt: str = '',
+           embedder=None) -> Optional[CueModel]:
+    """Return a CueModel (reading embedder's vectors when given), or None when it is off."""
     if settings is None or not settings.enabled or analyse is None:
         return None
-    return CueModel(settings, analyse, salt)
+    return CueModel(settings, analyse, salt, embedder)
