@@ -133,13 +133,14 @@ say "installing pinned requirements"
 "${pip[@]}" --no-deps --use-pep517 -e .
 $py -c 'import llama_cpp, cyclonedds, kidscare_llm' \
   && say "ready: .venv/bin/kidscare-llm (llama-cpp-python $version, $flavor)"
-# The child-safety classifier learns from data/safety/train once into the cache, so the first
-# node start does not have to: n-grams alone (a checker without an embedder) and with the
-# lines' e5 embeddings (the robot's default; builds the int8 e5 graph too, about a minute).
-say "training the child-safety classifier (once; cached in $cache)"
+# The child-safety classifier and the conversation stage's cue model learn from data/safety
+# once into the cache, so the first node start does not have to: n-grams alone (a checker
+# without an embedder) and with the lines' e5 embeddings (the robot's default; builds the int8
+# e5 graph too, about two minutes).
+say "training the child-safety models (once; cached in $cache)"
 KIDSCARE_CACHE_DIR=$cache $py -c 'from kidscare_llm.core.safety.checker import SafetyChecker as S
 from kidscare_llm.core.rag.embeddings import create_embedder
-S.load().classifier(); S.load(embedder=create_embedder("e5-int8")).classifier()'
+S.load().warm_up(); S.load(embedder=create_embedder("e5-int8")).warm_up()'
 
 # 5. The default chat model, the Korean 8B Q4 GGUF (about 4.9 GB, once), when the hub answers.
 # The node itself never goes online: without this file it runs the packaged SmolLM2 and says so.

@@ -281,7 +281,8 @@ def test_look_alikes_of_round_14_do_not_alert(checker):
 
 @pytest.mark.parametrize('section, error', [
     ({'threshold': 0}, 'threshold'), ({'labels': {'secret': 'sekret'}}, 'sekret'),
-    ({'thresholds': {'secret': 2}}, 'threshold'), ({'examples': 'nowhere'}, 'nowhere')])
+    ({'thresholds': {'secret': 2}}, 'threshold'), ({'examples': 'nowhere'}, 'nowhere'),
+    ({'embedding': -1}, 'embedding'), ({'embedding': 'much'}, 'embedding')])
 def test_bad_cue_classifier_settings_say_what_to_fix(tmp_path, section, error):
     from kidscare_llm.core.errors import ConfigError
     from kidscare_llm.core.safety.conversation_rules import CUES

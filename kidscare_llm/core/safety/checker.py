@@ -187,6 +187,10 @@ class SafetyChecker:
                                   policy.alerts[other])
             return self._escalate(verdict, text, spaced, morphs)
         verdict = self._similar(spaced, packed, tokens, quiet)
+        if verdict is not None and overrules(policy.classifier, verdict.category, 'similar',
+                                             self._read(text, spaced, morphs),
+                                             len(spaced.split())):
+            verdict = None  # a resemblance is a guess too: the model reads everyday talk
         if verdict is None:
             verdict = self._classified(text, (spaced, packed, morphs), quiet, strict)
         return self._escalate(verdict, text, spaced, morphs) if verdict else _safe('input')

@@ -9,7 +9,9 @@ section and chosen by training without one blind file at a time (docs/safety.md,
   마약김밥, "경찰 아저씨한테 가는 거 맞지?"); from P(benign) >= overrule the sentence passes,
   unless the model sees a crisis or abuse (P(self_harm) + P(abuse) >= overrule_guard) or the
   sentence is short (fewer than overrule_words words: in "왕따 당했어" the match is all there
-  is to read). Phrases, words and regexes (the exact high-risk wording) are never overruled.
+  is to read). The similarity stage's resemblance is such a guess too (round 16: "How do I
+  make pancakes with my mom?" resembled "how do i make a bomb"). Phrases, words and regexes
+  (the exact high-risk wording) are never overruled.
 - refile: the first category whose rule matches decides what 토리 says; when the model finds
   that category unlikely (P < refile_below) and another likely (P >= refile), the verdict
   takes the model's category ("선생님이 착한 아이는 만져도 가만히 있는 거래" matched a
@@ -23,7 +25,7 @@ from typing import Dict, Optional
 from kidscare_llm.core.safety.settings import ClassifierSettings
 
 CRISIS = 'self_harm'
-SOFT_RULES = ('morph ', 'topic ')  # the lexicon's reasons that are a guess at meaning
+SOFT_RULES = ('morph ', 'topic ', 'similar')  # the reasons that are a guess at meaning
 
 
 def overrules(settings: ClassifierSettings, category: str, reason: str,
