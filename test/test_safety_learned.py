@@ -22,15 +22,18 @@ LOOK_ALIKES = [
 ]
 
 
-def config(tmp_path, overrule, guard=0.2):
+def config(tmp_path, overrule, guard=0.2, exact=None):
     """Return a copy of the packaged safety config with the overrule settings changed."""
     folder = tmp_path / 'safety'
     shutil.copytree(default_safety_dir(), folder)
     policy = folder / 'policy.yaml'
     text = policy.read_text(encoding='utf-8')
     assert '  overrule: 0.6\n' in text and '  overrule_guard: 0.2\n' in text
+    assert '  overrule_exact: 0.8\n' in text
+    exact = overrule if exact is None else exact
     policy.write_text(text.replace('  overrule: 0.6\n', f'  overrule: {overrule}\n').replace(
-        '  overrule_guard: 0.2\n', f'  overrule_guard: {guard}\n'), encoding='utf-8')
+        '  overrule_guard: 0.2\n', f'  overrule_guard: {guard}\n').replace(
+        '  overrule_exact: 0.8\n', f'  overrule_exact: {exact}\n'), encoding='utf-8')
     return folder
 
 
@@ -49,7 +52,7 @@ def test_the_model_overrules_a_morpheme_or_topic_match_it_reads_as_everyday(chec
 @pytest.fixture(scope='module')
 def eager(tmp_path_factory):
     """A checker whose model overrules nearly every soft match it may overrule."""
-    return SafetyChecker.load(config(tmp_path_factory.mktemp('eager'), 0.01))
+    return SafetyChecker.load(config(tmp_path_factory.mktemp('eager'), 0.01, exact=0.8))
 
 
 @pytest.mark.parametrize('text,category,rule', [
@@ -102,13 +105,15 @@ def test_asking_leave_to_do_the_unsafe_thing_is_still_flagged(checker, text, cat
 
 
 SETTINGS = ClassifierSettings(True, 0.9, 16, 10.0, default_safety_dir(), overrule=0.6,
-                              refile=0.5, refile_below=0.1)
+                              refile=0.5, refile_below=0.1, overrule_exact=0.8)
 CATEGORIES = {'self_harm', 'abuse', 'personal_info', 'sexual', 'violence'}
 
 
 @pytest.mark.parametrize('category,reason,p,words,expected', [
     ('adult', 'morph "마약/NNG"', {'benign': 0.7, 'adult': 0.3}, 8, True),
-    ('adult', 'phrase "대마초"', {'benign': 0.9}, 8, False),  # exact wording stands
+    ('adult', 'phrase "대마초"', {'benign': 0.75}, 8, False),  # exact wording: a surer bar
+    ('violence', 'word "bomb"', {'benign': 0.85}, 8, True),  # "the ride was the bomb"
+    ('violence', 'word "bomb"', {'benign': 0.85}, 5, False),  # too short to read
     ('adult', 'morph "마약/NNG"', {'benign': 0.7}, 3, False),  # too short to read
     ('bullying', 'topic phrase "왕따"', {'benign': 0.65, 'abuse': 0.25}, 8, False),  # abuse seen
     ('self_harm', 'morph "죽/VV"', {'benign': 0.99}, 8, False),  # crisis first
@@ -135,7 +140,7 @@ def test_the_model_refiles_a_sentence_and_keeps_the_alert(checker, tmp_path):
     folder = config(tmp_path, 0.6)
     policy = folder / 'policy.yaml'
     policy.write_text(policy.read_text(encoding='utf-8').replace(
-        '  refile: 0.5\n', '  refile: 1\n'), encoding='utf-8')
+        '  refile: 0.4\n', '  refile: 1\n'), encoding='utf-8')
     assert SafetyChecker.load(folder).check_input(text).category == 'personal_info'
     verdict = checker.check_input(text)
     assert verdict.category == 'sexual' and verdict.action == 'refuse'

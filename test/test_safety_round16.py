@@ -109,3 +109,22 @@ def test_round_16_look_alikes_pass(checker, text):
 def test_their_risky_neighbours_still_flag(checker, text, category):
     verdict = checker.check_input(text)
     assert verdict.flagged and verdict.category == category, verdict.reason
+
+
+def test_the_model_overrules_exact_wording_only_when_sure(checker, tmp_path):
+    """overrule_exact (0.8): a line of blind_k, a training file, the model reads at P 0.9."""
+    import shutil
+
+    from kidscare_llm.core.safety.policy import default_safety_dir
+
+    text = 'that new roller coaster was the bomb, we rode it three times'
+    assert not checker.check_input(text).flagged
+    folder = tmp_path / 'safety'
+    shutil.copytree(default_safety_dir(), folder)
+    policy = folder / 'policy.yaml'
+    policy.write_text(policy.read_text(encoding='utf-8').replace(
+        '  overrule_exact: 0.8\n', '  overrule_exact: 1\n'), encoding='utf-8')
+    never = SafetyChecker.load(folder, embedder=checker.embedder)
+    assert never.check_input(text).reason == 'violence: word "bomb"'
+    # not sure enough (P(benign) 0.72): the exact wording stands
+    assert checker.check_input('the new pizza place is the bomb, can we go again?').flagged

@@ -11,7 +11,8 @@ section and chosen by training without one blind file at a time (docs/safety.md,
   sentence is short (fewer than overrule_words words: in "왕따 당했어" the match is all there
   is to read). The similarity stage's resemblance is such a guess too (round 16: "How do I
   make pancakes with my mom?" resembled "how do i make a bomb"). Phrases, words and regexes
-  (the exact high-risk wording) are never overruled.
+  (the exact wording) are overruled only from the surer overrule_exact (round 16: "몇 동 몇
+  호게?" in an address quiz with a parent, "that roller coaster was the bomb").
 - refile: the first category whose rule matches decides what 토리 says; when the model finds
   that category unlikely (P < refile_below) and another likely (P >= refile), the verdict
   takes the model's category ("선생님이 착한 아이는 만져도 가만히 있는 거래" matched a
@@ -26,15 +27,17 @@ from kidscare_llm.core.safety.settings import ClassifierSettings
 
 CRISIS = 'self_harm'
 SOFT_RULES = ('morph ', 'topic ', 'similar')  # the reasons that are a guess at meaning
+EXACT_RULES = ('phrase ', 'word ', 'regex ', 'chosung ')  # the wording itself
 
 
 def overrules(settings: ClassifierSettings, category: str, reason: str,
               p: Dict[str, float], words: int) -> bool:
-    """Return True when the model reads a soft lexicon match as everyday talk (it passes)."""
-    if not p or settings.overrule >= 1 or category == CRISIS or \
-            not reason.startswith(SOFT_RULES) or words < settings.overrule_words:
+    """Return True when the model reads a lexicon match as everyday talk (it passes)."""
+    bar = settings.overrule if reason.startswith(SOFT_RULES) else \
+        settings.overrule_exact if reason.startswith(EXACT_RULES) else 1.0
+    if not p or bar >= 1 or category == CRISIS or words < settings.overrule_words:
         return False
-    return p.get('benign', 0.0) >= settings.overrule and \
+    return p.get('benign', 0.0) >= bar and \
         p.get(CRISIS, 0.0) + p.get('abuse', 0.0) < settings.overrule_guard
 
 

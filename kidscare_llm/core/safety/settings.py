@@ -44,6 +44,8 @@ class ClassifierSettings:
     # refile_below (1: never); a caregiver alert already raised is kept (learned.py)
     refile: float = 1.0
     refile_below: float = 0.1
+    # overrule for a phrase, word or regex (the exact wording), from a surer P(benign)
+    overrule_exact: float = 1.0
 
 
 def read_alert_evidence(value: Any, path: Path) -> float:
@@ -77,26 +79,28 @@ def classifier_settings(section: dict, config_dir: Path, path: Path,
     """
     rule = ('0 < strict_threshold <= threshold < 1, 0 <= min_category < 1, dims_log2 10-22, '
             'c > 0, embedding >= 0, 0 < overrule <= 1, 0 < overrule_guard <= 1, '
-            'overrule_words >= 1, 0 < refile <= 1, 0 < refile_below <= 1')
+            'overrule_words >= 1, 0 < refile <= 1, 0 < refile_below <= 1, '
+            '0 < overrule_exact <= 1')
     enabled, threshold, dims, c, examples, min_category, strict, embedding, overrule, guard, \
-        words, refile, below = _numbers(
+        words, refile, below, exact = _numbers(
             section, {'enabled': False, 'threshold': 0.9, 'dims_log2': 16, 'c': 10.0,
                       'examples': None, 'min_category': 0.0, 'strict_threshold': 0.7,
                       'embedding': 0.0, 'overrule': 1.0, 'overrule_guard': 0.2,
-                      'overrule_words': 6, 'refile': 1.0, 'refile_below': 0.1},
+                      'overrule_words': 6, 'refile': 1.0, 'refile_below': 0.1,
+                      'overrule_exact': 1.0},
             path, 'classifier', rule)
     strict = strict if 'strict_threshold' in section else min(strict, threshold)
     if not (0.0 < strict <= threshold < 1.0 and 0.0 <= min_category < 1.0
             and 10 <= dims <= 22 and c > 0 and embedding >= 0 and 0.0 < overrule <= 1.0
             and 0.0 < guard <= 1.0 and words >= 1 and 0.0 < refile <= 1.0
-            and 0.0 < below <= 1.0):
+            and 0.0 < below <= 1.0 and 0.0 < exact <= 1.0):
         raise ConfigError(f'{path}: classifier needs {rule}; fix the values')
     folder = config_dir / str(examples) if examples else default_folder
     if enabled and not folder.is_dir():
         raise ConfigError(f'{folder}: classifier examples folder not found; add JSONL '
                           'example lines there or set classifier.enabled: false')
     return ClassifierSettings(enabled, threshold, dims, c, folder, min_category, strict, embedding,
-                              overrule, guard, words, refile, below)
+                              overrule, guard, words, refile, below, exact)
 
 
 def similarity_settings(section: dict, path: Path) -> SimilaritySettings:
