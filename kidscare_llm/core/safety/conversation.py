@@ -181,7 +181,7 @@ class ConversationMonitor:
         An adult who is not a parent + isolation (a secret, meeting alone, a photo asked for,
         a stranger's ride) + one more cue (a stranger asking for a photo is two); without a
         word for an adult, a secret + another isolation + one more. A secret told within
-        three turns after a surprise does not count.
+        three turns after a surprise does not count, nor a ride or a meeting a parent set up.
         """
         stranger = any('stranger' in t.cues for _, t in recent)
         cued, kinds = [], set()
@@ -194,6 +194,8 @@ class ConversationMonitor:
             if cues:
                 cued.append((i, t))
                 kinds |= cues
+        if any('arranged' in t.cues for _, t in recent):  # a parent set it up: not alone
+            kinds -= {'alone', 'ride'}
         isolating = set(ISOLATING) | ({'ride'} if stranger else set())
         counted = kinds - {'adult'} if stranger else kinds - {'adult', 'photo_ask'}
         # whoever it is: kept from the parents, and alone with them or a photo, and a gift

@@ -21,7 +21,7 @@ GROOMING_MORE = ('gift', 'secret', 'alone', 'ride', 'photo', 'contact', 'special
 ISOLATING = ('secret', 'alone', 'photo_ask', 'touch', 'contact')  # or a stranger's ride
 CUES = ('adult', 'stranger', 'online', 'meet', 'photo_ask', 'touch') + GROOMING_MORE + (
     'surprise', 'low', 'blame', 'persist', 'recover', 'hurt', 'resolved', 'again', 'same',
-    'story', 'told', 'lesson', 'together', 'family', 'outsider')
+    'story', 'told', 'lesson', 'together', 'family', 'outsider', 'arranged')
 # a two-syllable name said syllable by syllable before its particle ("예 준 이가", "민 서 가")
 SPLIT_NAME = re.compile(r'(?<![가-힣])(?!(?:또|나|내|너|저|제|걔|쟤|더|좀|막|꼭|다|왜|잘|안|못|그) )'
                         r'([가-힣]) ([가-힣]) ?(?=(?:이가|이는|이도|이랑|이한테|가|는|도|한테)(?:\s|$))')
