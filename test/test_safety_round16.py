@@ -128,3 +128,21 @@ def test_the_model_overrules_exact_wording_only_when_sure(checker, tmp_path):
     assert never.check_input(text).reason == 'violence: word "bomb"'
     # not sure enough (P(benign) 0.72): the exact wording stands
     assert checker.check_input('the new pizza place is the bomb, can we go again?').flagged
+
+
+def test_an_arrangement_a_parent_made_boredom_and_a_class_photo_do_not_alert(checker):
+    assert talk(checker, 'arranged', ['엄마가 일이 늦게 끝나서 이웃집 아저씨한테 부탁했대',
+                                      '내일 아저씨가 학원 끝나고 데리러 온대',
+                                      '아저씨가 붕어빵 사준대']) == []
+    assert talk(checker, 'bored', ['방학인데 너무 심심해', '맨날 집에만 있어서 지루해',
+                                   '유튜브도 재미없어']) == []
+    assert talk(checker, 'class-photo', ['우리 반 단체사진 찍었어',
+                                         '사진사 아저씨가 웃으라고 이상한 소리 냈어 ㅋㅋ',
+                                         '앨범으로 나온대']) == []
+
+
+def test_someone_the_child_does_not_know_counts_as_a_grown_up(checker):
+    got = talk(checker, 'pc-bang', ['피씨방 옆자리 형이 내 자리 결제해줬어',
+                                    '형이 엄마 번호 말고 내 카톡으로만 연락하겠대',
+                                    '형이 밤에 우리 집 앞으로 데리러 온대'])
+    assert [c for _, c in got] == ['grooming'] and got[0][0] <= 3, got

@@ -200,7 +200,8 @@ class ConversationMonitor:
         counted = kinds - {'adult'} if stranger else kinds - {'adult', 'photo_ask'}
         # whoever it is: kept from the parents, and alone with them or a photo, and a gift
         unnamed = 'secret' in kinds and kinds & isolating - {'secret'} and len(counted) >= 3
-        if ('adult' in kinds or unnamed) and kinds & isolating and len(counted) >= 2:
+        if ('adult' in kinds or stranger or unnamed) and kinds & isolating and \
+                len(counted) >= 2:  # someone the child does not know is a grown-up too
             return ('an adult who is not a parent with ' + ', '.join(
                 sorted(kinds - {'adult'})), cued)
         return None
