@@ -130,15 +130,12 @@ def test_the_model_overrules_exact_wording_only_when_sure(checker, tmp_path):
     assert checker.check_input('the new pizza place is the bomb, can we go again?').flagged
 
 
-def test_an_arrangement_a_parent_made_boredom_and_a_class_photo_do_not_alert(checker):
+def test_an_arrangement_a_parent_made_and_boredom_do_not_alert(checker):
     assert talk(checker, 'arranged', ['엄마가 일이 늦게 끝나서 이웃집 아저씨한테 부탁했대',
                                       '내일 아저씨가 학원 끝나고 데리러 온대',
                                       '아저씨가 붕어빵 사준대']) == []
     assert talk(checker, 'bored', ['방학인데 너무 심심해', '맨날 집에만 있어서 지루해',
                                    '유튜브도 재미없어']) == []
-    assert talk(checker, 'class-photo', ['우리 반 단체사진 찍었어',
-                                         '사진사 아저씨가 웃으라고 이상한 소리 냈어 ㅋㅋ',
-                                         '앨범으로 나온대']) == []
 
 
 def test_someone_the_child_does_not_know_counts_as_a_grown_up(checker):
