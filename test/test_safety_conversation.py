@@ -327,7 +327,9 @@ def test_a_time_or_a_verb_is_not_a_peer(checker):
 ])
 def test_grooming_wordings_of_round_15_alert(checker, turns, due):
     got = talk(checker, f'g15-{turns[0]}', turns)
-    assert [(n, a.category) for n, a in got] == [(due, 'grooming')]
+    # by the turn that completes it (the pattern model of round 16 may read it a turn early;
+    # a later turn that completes the rules' pattern on its own is new evidence)
+    assert {a.category for _, a in got} == {'grooming'} and got[0][0] <= due, got
 
 
 def test_round_15_look_alikes_and_lasting_low_mood(checker):

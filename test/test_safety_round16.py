@@ -143,3 +143,53 @@ def test_someone_the_child_does_not_know_counts_as_a_grown_up(checker):
                                     '형이 엄마 번호 말고 내 카톡으로만 연락하겠대',
                                     '형이 밤에 우리 집 앞으로 데리러 온대'])
     assert [c for _, c in got] == ['grooming'] and got[0][0] <= 3, got
+
+
+def test_the_pattern_model_reads_grooming_the_rules_need_one_more_turn_for(checker):
+    """An outsider's gifts and flattery: no isolation yet for the rules, the model reads it."""
+    got = checker.conversation.observe('shop', '학교 앞 문구점 아저씨가 갈 때마다 젤리 공짜로 줘',
+                                       now=1e9)
+    got += checker.conversation.observe('shop', '아저씨가 너는 다른 애들이랑 다른 특별한 아이래',
+                                        now=1e9 + 1)
+    assert [a.category for a in got] == ['grooming'], got
+    assert 'the pattern model reads grooming' in got[0].reason and '문구점' in got[0].reason
+    # family, or a parent who arranged it: the model is not asked (as for the rules)
+    assert talk(checker, 'granny', ['할머니가 갈 때마다 젤리 줘',
+                                    '할머니가 나는 세상에서 제일 특별한 손주래']) == []
+
+
+def test_the_pattern_model_is_trained_once_then_read_from_the_cache(checker, tmp_path):
+    from kidscare_llm.core.safety.patterns import PatternModel, PatternSettings
+    from kidscare_llm.core.safety.policy import default_train_dir
+
+    folder = tmp_path / 'conversations'
+    folder.mkdir()
+    lines = (default_train_dir() / 'conversations_r17.jsonl').read_text(encoding='utf-8')
+    (folder / 'conversations_some.jsonl').write_text(lines, encoding='utf-8')
+    settings = PatternSettings(True, 0.8, 0.3, folder)
+    monitor, calls = checker.conversation, []
+
+    def read(texts):
+        calls.append(len(texts))
+        return monitor._read_conversation(texts)
+
+    first = PatternModel.load_or_train(settings, read, [], 'salt', tmp_path / 'cache')
+    again = PatternModel.load_or_train(settings, read, [], 'salt', tmp_path / 'cache')
+    assert len(calls) == 140 and again.keys == first.keys  # the second came from the cache
+    assert abs(sum(first.proba([{'rx.adult': 1.0}]).values()) - 1.0) < 1e-5
+    assert 'cue.secret' in first.keys and 'clf.abuse' in first.keys and 'rx.adult' in first.keys
+
+
+@pytest.mark.parametrize('section,error', [
+    ({'threshold': 0}, 'threshold'), ({'alerts': ['grooming', 'sadness']}, 'alerts'),
+    ({'c': -1}, 'c > 0'), ({'examples': 'nowhere'}, 'nowhere')])
+def test_bad_pattern_model_settings_say_what_to_fix(tmp_path, section, error):
+    from kidscare_llm.core.errors import ConfigError
+    from kidscare_llm.core.safety.patterns import PatternSettings, read_conversations
+
+    with pytest.raises(ConfigError, match=error):
+        PatternSettings.parse(section, tmp_path / 'conversation.yaml', tmp_path)
+    bad = tmp_path / 'conversations_bad.jsonl'
+    bad.write_text('{"label": "grooming", "turns": ["a"]}\n', encoding='utf-8')
+    with pytest.raises(ConfigError, match='conversations_bad.jsonl:1'):
+        read_conversations(tmp_path)

@@ -102,7 +102,8 @@ class SafetyChecker:
         checker = cls(policy, categories, exemplars, analyzer, embedder=embedder)
         checker.conversation = ConversationMonitor.load(
             config_dir, checker.standardise, checker.probabilities,
-            checker.analyse.spaced_and_morphs, checker.features_salt(), embedder)
+            checker.analyse.spaced_and_morphs, checker.features_salt(), embedder,
+            policy.classifier.examples)
         return checker
 
     def classifier(self) -> Optional[SafetyClassifier]:
@@ -132,6 +133,8 @@ class SafetyChecker:
         self.classifier()
         if self.conversation.cue_model is not None:
             self.conversation.cue_model.model()
+        if self.conversation.enabled:
+            self.conversation.pattern_model()
         return self
 
     def _verdict(self, category: str, reason: str, stage: str, score: float = 0.0) -> Verdict:

@@ -17,12 +17,12 @@ import logging
 from pathlib import Path
 import threading
 import time
-from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
-from kidscare_llm.core.safety.conversation_rules import (CONVERSATION_FILE, ConversationRules,
-                                                         GROOMING_MORE, HYPOTHETICAL,
-                                                         ISOLATING, KIN, LAUGH)
+from kidscare_llm.core.safety.conversation_rules import CONVERSATION_FILE, ConversationRules
 from kidscare_llm.core.safety.cues import create as create_cue_model, CueModel
+from kidscare_llm.core.safety.pattern_rules import bullying, grooming, low_mood, settle
+from kidscare_llm.core.safety.patterns import PatternModel
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class Turn:
     time: float
     cues: FrozenSet[str]
     peer: str = ''  # who hurt the child ('' none named; a pronoun resolves to the last one)
+    reading: Optional[Mapping[str, float]] = None  # what the pattern model reads (patterns.py)
 
 
 @dataclass(frozen=True)
@@ -69,21 +70,60 @@ class ConversationMonitor:
         self.cue_model = cue_model  # the learned cues of a turn (cues.py), or None
         self._children: Dict[str, _Child] = {}
         self._lock = threading.Lock()
+        self._patterns_model: Optional[PatternModel] = None
+        self.depends: Sequence[Path] = ()  # files the readings depend on (the model's cache key)
+        self.salt = ''
 
     @classmethod
     def load(cls, config_dir: Path, standardise: Callable[[str], str],
              probabilities=None, analyse=None, salt: str = '',
-             embedder=None) -> 'ConversationMonitor':
+             embedder=None, examples: Optional[Path] = None) -> 'ConversationMonitor':
         """Read config_dir/conversation.yaml (no file: the stage is off).
 
         analyse (the checker's text -> (spaced, morphs)) lets the learned cues run; embedder
-        (the robot's, shared) adds the turn's sentence embedding to their features.
+        (the robot's, shared) adds the turn's sentence embedding to their features; examples
+        (the classifier's lines) is among what the pattern model's readings depend on.
         """
         from kidscare_llm.core.safety.policy import read_yaml
         path = Path(config_dir) / CONVERSATION_FILE
         rules = ConversationRules.parse(read_yaml(path), path) if path.is_file() else None
         cue_model = create_cue_model(rules and rules.cue_settings, analyse, salt, embedder)
-        return cls(rules, standardise, probabilities, cue_model)
+        monitor = cls(rules, standardise, probabilities, cue_model)
+        monitor.salt = f'{salt} {getattr(embedder, "name", "")}'
+        folders = [examples] + [rules.cue_settings.examples] if rules and rules.cue_settings \
+            else [examples]
+        monitor.depends = [p for p in (path, Path(config_dir) / 'policy.yaml') if p.is_file()] + [
+            f for folder in folders if folder for f in sorted(Path(folder).glob('*.jsonl'))
+            if not f.name.startswith('conversations')]
+        return monitor
+
+    def pattern_model(self) -> Optional[PatternModel]:
+        """Return the learned pattern model (trained on first use, then cached), None when off."""
+        settings = self.rules.pattern_settings if self.rules else None
+        if settings is None or not settings.enabled:
+            return None
+        if self._patterns_model is None:
+            from kidscare_llm.core.paths import cache_dir
+            self._patterns_model = PatternModel.load_or_train(
+                settings, self._read_conversation, self.depends, self.salt, cache_dir())
+        return self._patterns_model
+
+    def _read_conversation(self, texts: Sequence[str]) -> List[Dict[str, float]]:
+        """Return the readings of one conversation's turns, read as the stage reads them."""
+        child = _Child()
+        for n, text in enumerate(texts):
+            self._add(child, text, float(n))
+        return [dict(t.reading) for t in child.turns]
+
+    def read(self, text: str, spaced: Optional[str] = None) -> Dict[str, float]:
+        """Return a turn's reading: its regex cues, the cue model's and classifier's P."""
+        spaced = self.standardise(text) if spaced is None else spaced
+        reading = {f'rx.{c}': 1.0 for c in self.rules.cues(spaced)}
+        if self.probabilities is not None:
+            reading.update((f'clf.{c}', p) for c, p in self.probabilities(text).items())
+        if self.cue_model is not None and self.cue_model.settings.enabled:
+            reading.update((f'cue.{c}', p) for c, p in self.cue_model.probabilities(text).items())
+        return reading
 
     @property
     def enabled(self) -> bool:
@@ -131,22 +171,23 @@ class ConversationMonitor:
 
     def _add(self, child: _Child, text: str, when: float, verdict=None) -> None:
         spaced = self.standardise(text)
-        cues = set(self.rules.cues(spaced))
-        learned = self.rules.learned
-        more = set()  # the models have read more ways to say it than the lists
-        if learned and self.probabilities is not None:
-            p = self.probabilities(text)
-            more = {cue for cue, bars in learned.items()
-                    if any(p.get(c, 0.0) >= bar for c, bar in bars.items())}
+        reading = self.read(text, spaced)
+        cues = {k[3:] for k in reading if k.startswith('rx.')}
+        more = {cue for cue, bars in self.rules.learned.items()  # the models have read more
+                if any(reading.get(f'clf.{c}', 0.0) >= bar for c, bar in bars.items())}
         if self.cue_model is not None:
-            more |= self.cue_model.cues(text)
+            bar, labels = self.cue_model.settings.bar, self.cue_model.settings.labels
+            more |= {cue for k, p in reading.items() if k.startswith('cue.') and p >= bar(k[4:])
+                     for cue in labels.get(k[4:], ())}
         if 'story' in cues:  # a film's sadness, tired after sport: not the child's hurt or mood
             more -= {'low', 'blame', 'hurt'}
         cues |= more
         before = child.turns[-1] if child.turns else None
-        cues = _settle(cues, spaced, before, getattr(verdict, 'category', None))
+        cues = settle(cues, spaced, before, getattr(verdict, 'category', None))
         peer = self.rules.peer(spaced)  # who is named: a later "걔" or no name means them
-        child.turns.append(Turn(text, when, frozenset(cues), peer))
+        reading = {**{k: p for k, p in reading.items() if not k.startswith('rx.')},
+                   **{f'rx.{c}': 1.0 for c in cues}}  # the cues as settled
+        child.turns.append(Turn(text, when, frozenset(cues), peer, reading))
         s = self.rules.settings
         while child.turns and (len(child.turns) > s['window_turns']
                                or child.turns[0].time < when - s['window_days'] * 86400):
@@ -160,10 +201,10 @@ class ConversationMonitor:
 
     def _patterns(self, child: _Child) -> List[ConversationAlert]:
         out = []
-        for category, rule in (('grooming', self._grooming), ('low_mood', self._low_mood),
-                               ('bullying_repeat', self._bullying)):
+        for category, rule in (('grooming', grooming), ('low_mood', low_mood),
+                               ('bullying_repeat', bullying)):
             recent = self._recent(child, category)
-            found = rule(recent)
+            found = rule(recent, self.rules.settings)
             if found:
                 why, turns = found
                 child.since[category] = child.dropped + len(child.turns)  # new evidence next
@@ -173,111 +214,35 @@ class ConversationMonitor:
                                    for i, t in turns)
                 out.append(ConversationAlert(category, f'{category}: {why}: {listed}',
                                              tuple(t.text for _, t in turns)))
+        model = self.pattern_model()
+        for category in () if model is None else self.rules.pattern_settings.alerts:
+            alert = _learned_alert(model, category, self._recent(child, category),
+                                   self.rules.pattern_settings.threshold)
+            if alert is not None and category not in {a.category for a in out}:
+                child.since[category] = child.dropped + len(child.turns)
+                out.append(alert)
         return out
 
-    def _grooming(self, recent):
-        """Return (why, turns) of grooming, else None.
 
-        An adult who is not a parent + isolation (a secret, meeting alone, a photo asked for,
-        a stranger's ride) + one more cue (a stranger asking for a photo is two); without a
-        word for an adult, a secret + another isolation + one more. A secret told within
-        three turns after a surprise does not count, nor a ride or a meeting a parent set up.
-        """
-        stranger = any('stranger' in t.cues for _, t in recent)
-        cued, kinds = [], set()
-        for n, (i, t) in enumerate(recent):
-            if 'meet' in t.cues and (kinds | t.cues) & {'adult'}:
-                kinds.add('alone')  # an adult (this turn or before) asks to meet
-            cues = set(t.cues) & (set(GROOMING_MORE) | {'adult', 'photo_ask', 'touch'})
-            if 'secret' in cues and any('surprise' in u.cues for _, u in recent[max(0, n - 3):n]):
-                cues.discard('secret')
-            if cues:
-                cued.append((i, t))
-                kinds |= cues
-        if any('arranged' in t.cues for _, t in recent):  # a parent set it up: not alone
-            kinds -= {'alone', 'ride'}
-        isolating = set(ISOLATING) | ({'ride'} if stranger else set())
-        counted = kinds - {'adult'} if stranger else kinds - {'adult', 'photo_ask'}
-        # whoever it is: kept from the parents, and alone with them or a photo, and a gift
-        unnamed = 'secret' in kinds and kinds & isolating - {'secret'} and len(counted) >= 3
-        if ('adult' in kinds or stranger or unnamed) and kinds & isolating and \
-                len(counted) >= 2:  # someone the child does not know is a grown-up too
-            return ('an adult who is not a parent with ' + ', '.join(
-                sorted(kinds - {'adult'})), cued)
+def _learned_alert(model: PatternModel, category: str, recent: List[Tuple[int, Turn]],
+                   threshold: float) -> Optional[ConversationAlert]:
+    """Return the pattern model's alert of a category over these turns, or None."""
+    if not recent or any(t.reading is None for _, t in recent):
         return None
-
-    def _low_mood(self, recent):
-        """Return (why, turns) of low mood or self-blame said again (since feeling better)."""
-        s = self.rules.settings
-        last_ok = max((n for n, (_, t) in enumerate(recent) if 'recover' in t.cues), default=-1)
-        low = [(i, t) for i, t in recent[last_ok + 1:] if t.cues & {'low', 'blame'}]
-        blame = [x for x in low if 'blame' in x[1].cues]
-        lasting = any(t.cues & {'persist', 'blame'} for _, t in low)
-        if len(blame) >= s['blame_turns'] or (len(low) >= s['low_mood_turns'] and lasting) or \
-                len(low) >= s['low_mood_turns_many'] > 0:  # turn after turn is lasting too
-            return (f'low mood or self-blame in {len(low)} turns', low)
+    cues = set().union(*(t.cues for _, t in recent))
+    if category == 'grooming' and (not cues & {'adult', 'stranger'} or 'arranged' in cues):
+        return None  # as the rules: a grown-up who is not family, and no parent set it up
+    p = model.proba([t.reading for _, t in recent])[category]
+    if p < threshold:
         return None
-
-    def _bullying(self, recent):
-        """Return (why, turns) of the same peer hurting the child again (걔: the last named).
-
-        One turn that says it keeps happening ("예준이가 오늘도 때렸어") is enough, unless the
-        one who did it is family, the child laughs, or they made up before.
-        """
-        s = self.rules.settings
-        by_peer: Dict[str, List[Tuple[int, Turn]]] = {}
-        last, made_up = '', set()
-        for i, t in recent:
-            peer = t.peer or last
-            if t.peer:
-                last = t.peer
-            if 'resolved' in t.cues:
-                by_peer.pop(peer, None)
-                made_up.add(peer)
-            elif 'hurt' in t.cues:
-                by_peer.setdefault(peer, []).append((i, t))
-        for peer, turns in by_peer.items():
-            # a peer named in two turns is "again"; unnamed children need "또/맨날" said
-            again = bool(peer) or any(t.cues & {'again', 'persist'} for _, t in turns)
-            # "예준이가 오늘도 때렸어": the child says it keeps happening, in one turn
-            said = 0 if peer in KIN or peer in made_up else sum(
-                1 for _, t in turns if 'again' in t.cues and not LAUGH.search(t.text))
-            if len(turns) >= s['bullying_turns_without_again'] or \
-                    (len(turns) >= s['bullying_turns'] and again) or \
-                    (said >= s['bullying_turns_said_again'] > 0):
-                who = f'"{peer}"' if peer else 'the same children'
-                return (f'{who} hurt the child in {len(turns)} turns', turns)
-        return None
-
-
-def _settle(cues: set, spaced: str, before: Optional[Turn], category: Optional[str]) -> set:
-    """Return a turn's cues once the cues that take others away have had their say.
-
-    An apology clears hurt; a parent told or has it (told) clears the secret; family is not an
-    outsider unless someone else does it ("할머니 기도할 때 아저씨가…"); the family going too
-    (together) clears being alone; a lesson retold (which goes on in a hypothetical turn)
-    clears what happened; "오늘도 그랬어" (same) repeats the turn before; a self-harm line
-    said as a joke still counts as low (category: the check's).
-    """
-    if 'resolved' in cues:
-        cues.discard('hurt')  # an apology or a game both play
-    if 'told' in cues:  # the child told a parent, or a parent has it: not kept from them
-        cues -= {'secret', 'photo_ask'}
-    if 'family' in cues and not cues & {'stranger', 'outsider'}:  # "우리 삼촌": family
-        cues -= {'adult', 'stranger', 'secret', 'alone', 'ride', 'photo_ask'}
-    if 'lesson' not in cues and before is not None and 'lesson' in before.cues and \
-            HYPOTHETICAL.search(spaced):
-        cues.add('lesson')  # the lesson goes on: "…하면 싫어요 하고 도망가래"
-    if 'together' in cues:
-        cues -= {'alone', 'ride'}  # the family or the group goes too
-    if 'lesson' in cues:  # a safety lesson retold: nothing happened to the child
-        cues -= set(GROOMING_MORE) | {'adult', 'stranger', 'photo_ask', 'touch', 'meet'}
-    if category == 'self_harm':
-        cues.add('low')
-    if 'same' in cues and before is not None:  # "오늘도 그랬어": what the turn before said
-        cues |= {'hurt', 'again'} if 'hurt' in before.cues else set()
-        cues |= {'low', 'persist'} if before.cues & {'low', 'blame'} else set()
-    return cues
+    turns = [(i, t) for i, t in recent if t.cues - {'persist', 'again', 'story', 'told'}] or \
+        recent[-1:]
+    first = recent[0][0]
+    listed = '; '.join(f'turn {i - first + 1} "{t.text}" ({", ".join(sorted(t.cues))})'
+                       for i, t in turns)
+    return ConversationAlert(category, f'{category}: the pattern model reads {category} '
+                             f'({p:.2f}) in the recent turns: {listed}',
+                             tuple(t.text for _, t in turns))
 
 
 def _past_turns(store, user: str, rules: ConversationRules) -> List[Tuple[str, float]]:

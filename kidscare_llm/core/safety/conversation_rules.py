@@ -13,6 +13,7 @@ from kidscare_llm.core.errors import ConfigError
 from kidscare_llm.core.safety.cues import CueSettings
 from kidscare_llm.core.safety.lexicon import alternation, strings
 from kidscare_llm.core.safety.normalise import compact
+from kidscare_llm.core.safety.patterns import PatternSettings
 
 CONVERSATION_FILE = 'conversation.yaml'
 # "학교에서도 ...", "지난주에도 ...": a place, a listener or a time, not who did it
@@ -44,9 +45,11 @@ class ConversationRules:
     def __init__(self, cues: Dict[str, Pattern], peer: List[Pattern],
                  not_peers: FrozenSet[str], settings: dict,
                  learned: Optional[Dict[str, Dict[str, float]]] = None,
-                 cue_settings: Optional[CueSettings] = None):
+                 cue_settings: Optional[CueSettings] = None,
+                 pattern_settings: Optional[PatternSettings] = None):
         self.learned = learned or {}  # cue -> {classifier category: P that adds the cue}
         self.cue_settings = cue_settings  # the learned cues (cues.py), or None
+        self.pattern_settings = pattern_settings  # the learned patterns (patterns.py), or None
         self.cue_rx = cues
         self.peer_rx = peer
         self.not_peers = not_peers
@@ -78,10 +81,13 @@ class ConversationRules:
                 for k, v in learned.items()):
             raise ConfigError(f'{path}: classifier_cues must map cues to {{category: P in '
                               '(0, 1]}}; fix it')
+        from kidscare_llm.core.safety.policy import default_train_dir
+
         return cls({k: v for k, v in compiled.items() if v is not None}, peer,
                    frozenset(strings(data, 'not_peers', path)), settings,
                    {k: {c: float(x) for c, x in v.items()} for k, v in learned.items()},
-                   CueSettings.parse(data.get('cue_classifier'), path, frozenset(CUES)))
+                   CueSettings.parse(data.get('cue_classifier'), path, frozenset(CUES)),
+                   PatternSettings.parse(data.get('pattern_model'), path, default_train_dir()))
 
     def cues(self, spaced: str) -> FrozenSet[str]:
         """Return the cue kinds of a normalised turn (with and without spaces)."""

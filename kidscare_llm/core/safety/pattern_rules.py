@@ -1,0 +1,118 @@
+"""The conversation stage's patterns as rules over a child's recent turns, and how cues settle.
+
+Split from conversation.py (which keeps the per-child state): each rule takes the recent
+[(turn index, Turn)] and conversation.yaml's settings and returns (why, the turns that made
+it) or None; settle decides a turn's cues once the cues that take others away had their say.
+"""
+
+from typing import Dict, List, Optional, Tuple
+
+from kidscare_llm.core.safety.conversation_rules import (GROOMING_MORE, HYPOTHETICAL,
+                                                         ISOLATING, KIN, LAUGH)
+
+
+def grooming(recent, settings):
+    """Return (why, turns) of grooming, else None.
+
+    An adult who is not a parent + isolation (a secret, meeting alone, a photo asked for,
+    a stranger's ride) + one more cue (a stranger asking for a photo is two); without a
+    word for an adult, a secret + another isolation + one more. A secret told within
+    three turns after a surprise does not count, nor a ride or a meeting a parent set up.
+    """
+    stranger = any('stranger' in t.cues for _, t in recent)
+    cued, kinds = [], set()
+    for n, (i, t) in enumerate(recent):
+        if 'meet' in t.cues and (kinds | t.cues) & {'adult'}:
+            kinds.add('alone')  # an adult (this turn or before) asks to meet
+        cues = set(t.cues) & (set(GROOMING_MORE) | {'adult', 'photo_ask', 'touch'})
+        if 'secret' in cues and any('surprise' in u.cues for _, u in recent[max(0, n - 3):n]):
+            cues.discard('secret')
+        if cues:
+            cued.append((i, t))
+            kinds |= cues
+    if any('arranged' in t.cues for _, t in recent):  # a parent set it up: not alone
+        kinds -= {'alone', 'ride'}
+    isolating = set(ISOLATING) | ({'ride'} if stranger else set())
+    counted = kinds - {'adult'} if stranger else kinds - {'adult', 'photo_ask'}
+    # whoever it is: kept from the parents, and alone with them or a photo, and a gift
+    unnamed = 'secret' in kinds and kinds & isolating - {'secret'} and len(counted) >= 3
+    if ('adult' in kinds or stranger or unnamed) and kinds & isolating and \
+            len(counted) >= 2:  # someone the child does not know is a grown-up too
+        return ('an adult who is not a parent with ' + ', '.join(
+            sorted(kinds - {'adult'})), cued)
+    return None
+
+
+def low_mood(recent, settings):
+    """Return (why, turns) of low mood or self-blame said again (since feeling better)."""
+    s = settings
+    last_ok = max((n for n, (_, t) in enumerate(recent) if 'recover' in t.cues), default=-1)
+    low = [(i, t) for i, t in recent[last_ok + 1:] if t.cues & {'low', 'blame'}]
+    blame = [x for x in low if 'blame' in x[1].cues]
+    lasting = any(t.cues & {'persist', 'blame'} for _, t in low)
+    if len(blame) >= s['blame_turns'] or (len(low) >= s['low_mood_turns'] and lasting) or \
+            len(low) >= s['low_mood_turns_many'] > 0:  # turn after turn is lasting too
+        return (f'low mood or self-blame in {len(low)} turns', low)
+    return None
+
+
+def bullying(recent, settings):
+    """Return (why, turns) of the same peer hurting the child again (걔: the last named).
+
+    One turn that says it keeps happening ("예준이가 오늘도 때렸어") is enough, unless the
+    one who did it is family, the child laughs, or they made up before.
+    """
+    s = settings
+    by_peer: Dict[str, List[Tuple[int, object]]] = {}
+    last, made_up = '', set()
+    for i, t in recent:
+        peer = t.peer or last
+        if t.peer:
+            last = t.peer
+        if 'resolved' in t.cues:
+            by_peer.pop(peer, None)
+            made_up.add(peer)
+        elif 'hurt' in t.cues:
+            by_peer.setdefault(peer, []).append((i, t))
+    for peer, turns in by_peer.items():
+        # a peer named in two turns is "again"; unnamed children need "또/맨날" said
+        again = bool(peer) or any(t.cues & {'again', 'persist'} for _, t in turns)
+        # "예준이가 오늘도 때렸어": the child says it keeps happening, in one turn
+        said = 0 if peer in KIN or peer in made_up else sum(
+            1 for _, t in turns if 'again' in t.cues and not LAUGH.search(t.text))
+        if len(turns) >= s['bullying_turns_without_again'] or \
+                (len(turns) >= s['bullying_turns'] and again) or \
+                (said >= s['bullying_turns_said_again'] > 0):
+            who = f'"{peer}"' if peer else 'the same children'
+            return (f'{who} hurt the child in {len(turns)} turns', turns)
+    return None
+
+
+def settle(cues: set, spaced: str, before, category: Optional[str]) -> set:
+    """Return a turn's cues once the cues that take others away have had their say.
+
+    An apology clears hurt; a parent told or has it (told) clears the secret; family is not an
+    outsider unless someone else does it ("할머니 기도할 때 아저씨가…"); the family going too
+    (together) clears being alone; a lesson retold (which goes on in a hypothetical turn)
+    clears what happened; "오늘도 그랬어" (same) repeats the turn before; a self-harm line
+    said as a joke still counts as low (category: the check's).
+    """
+    if 'resolved' in cues:
+        cues.discard('hurt')  # an apology or a game both play
+    if 'told' in cues:  # the child told a parent, or a parent has it: not kept from them
+        cues -= {'secret', 'photo_ask'}
+    if 'family' in cues and not cues & {'stranger', 'outsider'}:  # "우리 삼촌": family
+        cues -= {'adult', 'stranger', 'secret', 'alone', 'ride', 'photo_ask'}
+    if 'lesson' not in cues and before is not None and 'lesson' in before.cues and \
+            HYPOTHETICAL.search(spaced):
+        cues.add('lesson')  # the lesson goes on: "…하면 싫어요 하고 도망가래"
+    if 'together' in cues:
+        cues -= {'alone', 'ride'}  # the family or the group goes too
+    if 'lesson' in cues:  # a safety lesson retold: nothing happened to the child
+        cues -= set(GROOMING_MORE) | {'adult', 'stranger', 'photo_ask', 'touch', 'meet'}
+    if category == 'self_harm':
+        cues.add('low')
+    if 'same' in cues and before is not None:  # "오늘도 그랬어": what the turn before said
+        cues |= {'hurt', 'again'} if 'hurt' in before.cues else set()
+        cues |= {'low', 'persist'} if before.cues & {'low', 'blame'} else set()
+    return cues
