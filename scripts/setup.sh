@@ -133,10 +133,10 @@ say "installing pinned requirements"
 "${pip[@]}" --no-deps --use-pep517 -e .
 $py -c 'import llama_cpp, cyclonedds, kidscare_llm' \
   && say "ready: .venv/bin/kidscare-llm (llama-cpp-python $version, $flavor)"
-# The child-safety classifier and the conversation stage's cue model learn from data/safety
-# once into the cache, so the first node start does not have to: n-grams alone (a checker
-# without an embedder) and with the lines' e5 embeddings (the robot's default; builds the int8
-# e5 graph too, about two minutes).
+# The child-safety classifier and the conversation stage's cue and pattern models learn from
+# data/safety once into the cache, so the first node start does not have to: n-grams alone (a
+# checker without an embedder) and with the lines' e5 embeddings (the robot's default; builds
+# the int8 e5 graph too, about three minutes).
 say "training the child-safety models (once; cached in $cache)"
 KIDSCARE_CACHE_DIR=$cache $py -c 'from kidscare_llm.core.safety.checker import SafetyChecker as S
 from kidscare_llm.core.rag.embeddings import create_embedder
