@@ -49,6 +49,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def talk(checker, user: str, turns, start: float = 1e9) -> list:
+    """Feed turns to a checker's conversation stage; return [(turn number, alert)]."""
+    out = []
+    for n, text in enumerate(turns, 1):
+        verdict = checker.check_input(text)
+        out += [(n, a) for a in checker.conversation.observe(user, text, now=start + n,
+                                                             verdict=verdict)]
+    return out
+
+
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     """Wait until something listens on 127.0.0.1:port, failing early if proc died."""
     deadline = time.monotonic() + timeout

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import BIN
+from conftest import BIN, talk
 from kidscare_llm.core.chat.alerts import AlertLog
 from kidscare_llm.core.chat.sessions import SessionStore
 from kidscare_llm.core.safety import SafetyChecker
@@ -30,16 +30,6 @@ GROOMING = ['놀이터에서 어떤 아저씨가 사탕 줬어', '엄마한테�
 @pytest.fixture(scope='module')
 def checker():
     return SafetyChecker.load().warm_up()
-
-
-def talk(checker, user, turns, start=1e9):
-    """Feed turns to the conversation stage; return [(turn number, alert)]."""
-    out = []
-    for n, text in enumerate(turns, 1):
-        verdict = checker.check_input(text)
-        out += [(n, a) for a in checker.conversation.observe(user, text, now=start + n,
-                                                             verdict=verdict)]
-    return out
 
 
 def test_grooming_told_in_pieces_alerts_once_with_the_turns(checker):
