@@ -35,7 +35,7 @@ class Turn:
     time: float
     cues: FrozenSet[str]
     peer: str = ''  # who hurt the child ('' none named; a pronoun resolves to the last one)
-    reading: Optional[Mapping[str, float]] = None  # what the pattern model reads (patterns.py)
+    reading: Mapping[str, float] = field(default_factory=dict)  # the pattern model's input
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,7 @@ class ConversationMonitor:
         cue_model = create_cue_model(rules and rules.cue_settings, analyse, salt, embedder)
         monitor = cls(rules, standardise, probabilities, cue_model)
         monitor.salt = f'{salt} {getattr(embedder, "name", "")}'
-        folders = [examples] + [rules.cue_settings.examples] if rules and rules.cue_settings \
-            else [examples]
+        folders = [examples, rules.cue_settings.examples if rules and rules.cue_settings else None]
         monitor.depends = [p for p in (path, Path(config_dir) / 'policy.yaml') if p.is_file()] + [
             f for folder in folders if folder for f in sorted(Path(folder).glob('*.jsonl'))
             if not f.name.startswith('conversations')]
@@ -176,9 +175,8 @@ class ConversationMonitor:
         more = {cue for cue, bars in self.rules.learned.items()  # the models have read more
                 if any(reading.get(f'clf.{c}', 0.0) >= bar for c, bar in bars.items())}
         if self.cue_model is not None:
-            bar, labels = self.cue_model.settings.bar, self.cue_model.settings.labels
-            more |= {cue for k, p in reading.items() if k.startswith('cue.') and p >= bar(k[4:])
-                     for cue in labels.get(k[4:], ())}
+            more |= self.cue_model.cues_of({k[4:]: p for k, p in reading.items()
+                                            if k.startswith('cue.')})
         if 'story' in cues:  # a film's sadness, tired after sport: not the child's hurt or mood
             more -= {'low', 'blame', 'hurt'}
         cues |= more
@@ -227,7 +225,7 @@ class ConversationMonitor:
 def _learned_alert(model: PatternModel, category: str, recent: List[Tuple[int, Turn]],
                    threshold: float) -> Optional[ConversationAlert]:
     """Return the pattern model's alert of a category over these turns, or None."""
-    if not recent or any(t.reading is None for _, t in recent):
+    if not recent:
         return None
     cues = set().union(*(t.cues for _, t in recent))
     if category == 'grooming' and (not cues & {'adult', 'stranger'} or 'arranged' in cues):

@@ -108,9 +108,13 @@ class CueModel:
         """Return the stage cues of the labels at or above the threshold."""
         if not self.settings.enabled:
             return frozenset()
+        return self.cues_of(self.probabilities(text))
+
+    def cues_of(self, p: Mapping[str, float]) -> FrozenSet[str]:
+        """Return the stage cues of these label probabilities (a turn's, computed once)."""
         settings = self.settings
-        return frozenset(cue for label, p in self.probabilities(text).items()
-                         if p >= settings.bar(label) for cue in settings.labels.get(label, ()))
+        return frozenset(cue for label, x in p.items()
+                         if x >= settings.bar(label) for cue in settings.labels.get(label, ()))
 
 
 def create(settings: Optional[CueSettings], analyse, salt: str = '',
