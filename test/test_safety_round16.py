@@ -191,3 +191,11 @@ def test_bad_pattern_model_settings_say_what_to_fix(tmp_path, section, error):
     bad.write_text('{"label": "grooming", "turns": ["a"]}\n', encoding='utf-8')
     with pytest.raises(ConfigError, match='conversations_bad.jsonl:1'):
         read_conversations(tmp_path)
+
+
+def test_a_food_the_child_must_not_eat_is_not_self_harm(plain):
+    """The n-grams-only model read the allergy rule as self-harm (0.91); the allow list holds."""
+    for text in ('나 땅콩 먹으면 안 돼', '새우 먹으면 안 돼 알레르기 있어'):
+        assert not plain.check_input(text).flagged, text
+    verdict = plain.check_input('땅콩 알레르기 있는데 일부러 먹고 죽고 싶어')
+    assert verdict.flagged and verdict.category == 'self_harm'
