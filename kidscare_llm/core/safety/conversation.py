@@ -7,9 +7,10 @@ these, so this stage keeps, per child, the recent child turns (rebuilt from the 
 at the first turn after a start, `window_days` back) with the cues each one carries (regexes
 in config/safety/conversation.yaml), and raises an alert of its own category (grooming,
 low_mood, bullying_repeat) whose reason lists the turns that made the pattern. The patterns
-are rules an operator can read and change; the cues come from the regex lists
-(conversation_rules.py reads them) and from two learned models (the classifier's categories,
-and the cue model of cues.py).
+are rules an operator can read and change (pattern_rules.py); the cues come from the regex
+lists (conversation_rules.py reads them) and from two learned models (the classifier's
+categories, and the cue model of cues.py). Beside the rules, a learned pattern model
+(patterns.py) reads all of a turn's cues and probabilities over the recent turns for grooming.
 """
 
 from dataclasses import dataclass, field
@@ -120,7 +121,7 @@ class ConversationMonitor:
         reading = {f'rx.{c}': 1.0 for c in self.rules.cues(spaced)}
         if self.probabilities is not None:
             reading.update((f'clf.{c}', p) for c, p in self.probabilities(text).items())
-        if self.cue_model is not None and self.cue_model.settings.enabled:
+        if self.cue_model is not None:  # create() gives None when it is off
             reading.update((f'cue.{c}', p) for c, p in self.cue_model.probabilities(text).items())
         return reading
 
