@@ -22,7 +22,7 @@ from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence,
 
 from kidscare_llm.core.safety.conversation_rules import CONVERSATION_FILE, ConversationRules
 from kidscare_llm.core.safety.cues import create as create_cue_model, CueModel
-from kidscare_llm.core.safety.pattern_rules import bullying, grooming, low_mood, settle
+from kidscare_llm.core.safety.pattern_rules import bullying, grooming, low_mood, settle, vetoed
 from kidscare_llm.core.safety.patterns import PatternModel
 
 log = logging.getLogger(__name__)
@@ -226,11 +226,8 @@ class ConversationMonitor:
 def _learned_alert(model: PatternModel, category: str, recent: List[Tuple[int, Turn]],
                    threshold: float) -> Optional[ConversationAlert]:
     """Return the pattern model's alert of a category over these turns, or None."""
-    if not recent:
-        return None
-    cues = set().union(*(t.cues for _, t in recent))
-    if category == 'grooming' and (not cues & {'adult', 'stranger'} or 'arranged' in cues):
-        return None  # as the rules: a grown-up who is not family, and no parent set it up
+    if len(recent) < 2 or vetoed(category, recent):
+        return None  # a pattern spans turns; one line is the single-line check's to judge
     p = model.proba([t.reading for _, t in recent])[category]
     if p < threshold:
         return None

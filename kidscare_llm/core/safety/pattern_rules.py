@@ -88,6 +88,27 @@ def bullying(recent, settings):
     return None
 
 
+def vetoed(category: str, recent) -> bool:
+    """Return True where the rules know better than the pattern model that it is not category.
+
+    The model reads cues and probabilities, not who did what: it cannot tell a parent set a
+    meeting up or was told, that two children each did it once, that they made up, that the
+    one who did it is family, that the child laughs, or that a bored child is not low.
+    """
+    cues = set().union(*(t.cues for _, t in recent))
+    if category == 'grooming':  # a grown-up who is not family, kept from the parents
+        return not cues & {'adult', 'stranger'} or bool(cues & {'arranged', 'told'})
+    if category == 'bullying_repeat':
+        peers = [t.peer for _, t in recent if t.peer and 'hurt' in t.cues]
+        return (len(peers) > 1 and len(set(peers)) == len(peers)) or \
+            any(p in KIN for p in peers) or 'resolved' in cues or \
+            any(LAUGH.search(t.text) for _, t in recent)
+    if category == 'low_mood':  # some turn must read low (boredom is not), and not better now
+        low = sum(1 for _, t in recent if t.cues & {'low', 'blame'})
+        return low < 2 or 'recover' in recent[-1][1].cues
+    return False
+
+
 def settle(cues: set, spaced: str, before, category: Optional[str]) -> set:
     """Return a turn's cues once the cues that take others away have had their say.
 
