@@ -182,7 +182,8 @@ class SafetyChecker:
                 return self._escalate(self._verdict(
                     peer, f'{peer}: peers + {name}: {reason}', 'input'), text, spaced, morphs)
             verdict = self._verdict(name, f'{name}: {reason}', 'input')
-            other = refiles(policy.classifier, name, p, set(self.categories) - quiet)
+            mine = {peer} if policy.own_intent(spaced, packed) else set()  # not done to them
+            other = refiles(policy.classifier, name, p, set(self.categories) - quiet - mine)
             if other:
                 verdict = replace(self._verdict(other, f'{other}: classifier reads {other} '
                                                 f'({p[other]:.2f}) over {verdict.reason}',

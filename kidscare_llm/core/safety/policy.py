@@ -172,7 +172,11 @@ class SafetyPolicy:
 
     def peers(self, spaced: str, packed: str) -> bool:
         """Return True when other children are the ones doing it (and it is not a threat)."""
-        return found(self.peer, spaced, packed) and not found(self.peer_exempt, spaced, packed)
+        return found(self.peer, spaced, packed) and not self.own_intent(spaced, packed)
+
+    def own_intent(self, spaced: str, packed: str) -> bool:
+        """Return True when the child says what they will do ("때려 줄 거야", "I'll")."""
+        return found(self.peer_exempt, spaced, packed)
 
 
 def found(rx: Optional[Pattern], spaced: str, packed: str) -> bool:
