@@ -12,8 +12,8 @@ training data, its figures are not held-out). Our set is split by line into a de
 (even lines) and a test half (odd lines), reported apart. The sets and their history (which
 were tuned on, which were never, how often each was read): docs/safety.md, Figures.
 data/safety/eval holds the sets the classifier never trained on (kept disjoint from
-data/safety/train); nothing was tuned on safety_fresh8-13.jsonl, everyday_requests.jsonl and
-safety_everyday.jsonl there either.
+data/safety/train); which of them were read or tuned on is in docs/safety.md (round 17 moved
+the read fresh8-14 to training).
 The learned stage reads each line's e5 embedding as the robot does (--embedder, default
 e5-int8, the default rag.embedder; none: n-grams only). On the robot that vector is the one
 retrieval computes for the same words in the same turn (SharedQueries), so the check's

@@ -39,7 +39,7 @@ class PatternSettings:
     threshold: float
     c: float
     examples: Path
-    alerts: Tuple[str, ...] = ('grooming',)  # the patterns it may alert on
+    alerts: Tuple[str, ...] = LABELS[1:]  # the patterns it may alert on (round 17: all)
 
     @classmethod
     def parse(cls, section, path: Path, default_folder: Path) -> 'PatternSettings':
@@ -48,7 +48,7 @@ class PatternSettings:
             return cls(False, 1.0, 1.0, default_folder)
         try:
             threshold, c = float(section.get('threshold', 0.8)), float(section.get('c', 0.3))
-            alerts = tuple(str(a) for a in section.get('alerts', ['grooming']))
+            alerts = tuple(str(a) for a in section.get('alerts', LABELS[1:]))
         except (AttributeError, TypeError, ValueError):
             threshold, c, alerts = -1.0, -1.0, ()
         if not (0 < threshold <= 1 and c > 0 and alerts and set(alerts) <= set(LABELS[1:])):
