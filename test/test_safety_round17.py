@@ -65,6 +65,14 @@ def test_vetoes_where_the_rules_know_who_did_what():
                                      ('엄마한테 말했어', ('told',), '')))
     assert not vetoed('grooming', _turns(('아저씨가 젤리 줬어', ('adult', 'gift'), ''),
                                          ('너만 특별하대', ('special',), '')))
+    assert vetoed('grooming', _turns(('할머니가 용돈 줬어', ('family', 'gift'), ''),
+                                     ('너만 특별하대', ('special',), '')))
+    assert not vetoed('grooming', _turns(('할머니 집에서 아저씨가 젤리 줬어',
+                                          ('family', 'outsider', 'gift'), ''),
+                                         ('혼자 오래', ('alone',), '')))
+    # nobody named as a grown-up ("겜에서 만난 누나"): the model may still read grooming
+    assert not vetoed('grooming', _turns(('누나가 기프티콘 보내줬어', ('gift',), ''),
+                                         ('방에서 혼자 영상통화 하래', ('alone', 'photo_ask'), '')))
 
 
 def test_laughing_together_is_not_repeated_bullying(checker):

@@ -96,8 +96,9 @@ def vetoed(category: str, recent) -> bool:
     one who did it is family, that the child laughs, or that a bored child is not low.
     """
     cues = set().union(*(t.cues for _, t in recent))
-    if category == 'grooming':  # a grown-up who is not family, kept from the parents
-        return not cues & {'adult', 'stranger'} or bool(cues & {'arranged', 'told'})
+    if category == 'grooming':  # family (no outsider there), or the parents know
+        return ('family' in cues and not cues & {'outsider', 'stranger'}) or \
+            bool(cues & {'arranged', 'told'})
     if category == 'bullying_repeat':
         peers = [t.peer for _, t in recent if t.peer and 'hurt' in t.cues]
         return (len(peers) > 1 and len(set(peers)) == len(peers)) or \
