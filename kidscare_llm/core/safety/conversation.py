@@ -227,7 +227,7 @@ def _learned_alert(model: PatternModel, category: str, recent: List[Tuple[int, T
                    threshold: float) -> Optional[ConversationAlert]:
     """Return the pattern model's alert of a category over these turns, or None."""
     if len(recent) < 2 or vetoed(category, recent):
-        return None  # a pattern spans turns; one line is the single-line check's to judge
+        return None  # one line is the single-line check's to judge; vetoed: the rules know
     p = model.proba([t.reading for _, t in recent])[category]
     if p < threshold:
         return None

@@ -104,7 +104,7 @@ def vetoed(category: str, recent) -> bool:
         return (len(peers) > 1 and len(set(peers)) == len(peers)) or \
             any(p in KIN for p in peers) or 'resolved' in cues or \
             any(LAUGH.search(t.text) for _, t in recent)
-    if category == 'low_mood':  # some turn must read low (boredom is not), and not better now
+    if category == 'low_mood':  # two turns read low (boredom does not), and not better now
         low = sum(1 for _, t in recent if t.cues & {'low', 'blame'})
         return low < 2 or 'recover' in recent[-1][1].cues
     return False
