@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
-from kidscare_llm.core.safety.conversation_rules import CONVERSATION_FILE, ConversationRules
+from kidscare_llm.core.safety.conversation_rules import CONVERSATION_FILE, ConversationRules, KIN
 from kidscare_llm.core.safety.cues import create as create_cue_model, CueModel
 from kidscare_llm.core.safety.pattern_rules import bullying, grooming, low_mood, settle, vetoed
 from kidscare_llm.core.safety.patterns import PatternModel
@@ -184,6 +184,10 @@ class ConversationMonitor:
         before = child.turns[-1] if child.turns else None
         cues = settle(cues, spaced, before, getattr(verdict, 'category', None))
         peer = self.rules.peer(spaced)  # who is named: a later "걔" or no name means them
+        named = next((t.peer for t in reversed(child.turns) if t.peer), '')
+        kin = peer.split()[-1] if peer else ''
+        if kin in KIN and named.endswith(f' {kin}'):
+            peer = named  # "6학년 형이 …" then "그 형이 또 …": the same older child
         reading = {**{k: p for k, p in reading.items() if not k.startswith('rx.')},
                    **{f'rx.{c}': 1.0 for c in cues}}  # the cues as settled
         child.turns.append(Turn(text, when, frozenset(cues), peer, reading))

@@ -29,8 +29,11 @@ SPLIT_NAME = re.compile(r'(?<![가-힣])(?!(?:또|나|내|너|저|제|걔|쟤|�
 # a name's particle split off it before "again" ("도윤이 가 또")
 SPLIT_PARTICLE = re.compile(r'(?<![가-힣])([가-힣]{1,3}이) (가|는)(?= (?:또|맨날|자꾸|계속|오늘도|어제도))')
 # a brother, sister or relative: in one turn "오빠가 또 놀렸어" is family teasing, not a bully
-KIN = frozenset({'형', '형아', '누나', '언니', '오빠', '동생', '고모', '이모', '삼촌', 'brother',
-                 'sister'})
+KIN = frozenset({'형', '형아', '행아', '엉아', '누나', '언니', '오빠', '동생', '고모', '이모', '삼촌',
+                 'brother', 'sister'})
+# "6학년 형", "옆반 누나", "그 형" (one's own brother is not "that" brother): an older child
+SCHOOLMATE = re.compile(r'(?:\d\s?학년|학년|옆\s?반|윗\s?반|같은\s?반|중학생|중딩|고딩|동네|학원|'
+                        r'놀이터|옆집|(?<![가-힣])그)\s?$')
 # what someone might do, or what one should do: a lesson retold goes on in such a turn
 HYPOTHETICAL = re.compile(r'(하면|으면|이면|\bif\b|\bnever\b|\byou (should|tell|say)\b)')
 LAUGH = re.compile(r'ㅋㅋ|ㅎㅎ|\blol\b|\blmao\b')  # said laughing: not a complaint on its own
@@ -109,12 +112,14 @@ class ConversationRules:
         A name speech recognition split ("예 준 이가", "도윤이 가 또") is joined first.
         """
         spaced = SPLIT_PARTICLE.sub(r'\1\2', SPLIT_NAME.sub(r'\1\2', spaced))
-        names = [(m.start(), m.group('who')) for rx in self.peer_rx for m in rx.finditer(spaced)]
-        names = [n for _, n in sorted(names)]
+        names = sorted((m.start('who'), m.group('who'))
+                       for rx in self.peer_rx for m in rx.finditer(spaced))
         # one Hangul syllable is a verb's stem ("쉬는 시간", "하는 형이"), except 형 itself
-        names = [n for n in names if n not in self.not_peers and not n.endswith(PLACES)
+        names = [(at, n) for at, n in names if n not in self.not_peers and not n.endswith(PLACES)
                  and (len(n) > 1 or n == '형' or n.isascii())]
         if not names:
             return ''
-        name = names[-1]
+        at, name = names[-1]
+        if name in KIN and SCHOOLMATE.search(spaced[:at].rstrip()):
+            return f'{spaced[:at].split()[-1]} {name}'  # "6학년 형": not a brother
         return name[:-1] if len(name) >= 3 and name.endswith('이') else name

@@ -18,6 +18,7 @@ def grooming(recent, settings):
     a stranger's ride) + one more cue (a stranger asking for a photo is two); without a
     word for an adult, a secret + another isolation + one more. A secret told within
     three turns after a surprise does not count, nor a ride or a meeting a parent set up.
+    Someone met online who gives gifts and calls the child special is enough on its own.
     """
     stranger = any('stranger' in t.cues for _, t in recent)
     cued, kinds = [], set()
@@ -36,7 +37,10 @@ def grooming(recent, settings):
     counted = kinds - {'adult'} if stranger else kinds - {'adult', 'photo_ask'}
     # whoever it is: kept from the parents, and alone with them or a photo, and a gift
     unnamed = 'secret' in kinds and kinds & isolating - {'secret'} and len(counted) >= 3
-    if ('adult' in kinds or stranger or unnamed) and kinds & isolating and \
+    # someone met online who pays the child and says they are special, the parents not told
+    lured = stranger and {'gift', 'special'} <= kinds and \
+        any('online' in t.cues for _, t in recent) and not any('told' in t.cues for _, t in recent)
+    if lured or ('adult' in kinds or stranger or unnamed) and kinds & isolating and \
             len(counted) >= 2:  # someone the child does not know is a grown-up too
         return ('an adult who is not a parent with ' + ', '.join(
             sorted(kinds - {'adult'})), cued)
@@ -60,7 +64,8 @@ def bullying(recent, settings):
     """Return (why, turns) of the same peer hurting the child again (걔: the last named).
 
     One turn that says it keeps happening ("예준이가 오늘도 때렸어") is enough, unless the
-    one who did it is family, the child laughs, or they made up before.
+    one who did it is family, the child laughs, or they made up before; a brother or sister
+    needs a third turn.
     """
     s = settings
     by_peer: Dict[str, List[Tuple[int, object]]] = {}
@@ -77,6 +82,8 @@ def bullying(recent, settings):
     for peer, turns in by_peer.items():
         # a peer named in two turns is "again"; unnamed children need "또/맨날" said
         again = bool(peer) or any(t.cues & {'again', 'persist'} for _, t in turns)
+        if peer in KIN and len(turns) < s['bullying_turns'] + 1:
+            continue  # a brother or sister twice is a squabble; a third time, the rule speaks
         # "예준이가 오늘도 때렸어": the child says it keeps happening, in one turn
         said = 0 if peer in KIN or peer in made_up else sum(
             1 for _, t in turns if 'again' in t.cues and not LAUGH.search(t.text))
