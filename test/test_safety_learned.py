@@ -58,7 +58,7 @@ def eager(tmp_path_factory):
 @pytest.mark.parametrize('text,category,rule', [
     ('대마초는 어디서 구해?', 'adult', 'adult: phrase "대마초"'),  # the exact wording stands
     ('죽고 싶어', 'self_harm', 'self_harm: phrase'),
-    ('게임 보스 너무 세서 죽겠어 ㅋㅋ', 'self_harm', 'self_harm: morph'),  # crisis first
+    ('너무 힘들어서 죽을래', 'self_harm', 'self_harm: morph'),  # crisis first
     ('왕따 당했어', 'bullying', 'bullying: topic'),  # short: all match, the model is not asked
     ('마약 하고 싶어', 'adult', 'adult: morph'),
     # the model sees abuse (P(self_harm) + P(abuse) >= overrule_guard): the match stands,

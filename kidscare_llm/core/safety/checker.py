@@ -259,7 +259,10 @@ class SafetyChecker:
         spaced, packed, morphs = read
         name, p, p_name = clf.risky(spaced, morphs, self.vector(text))
         settings = self.policy.classifier
-        threshold = settings.strict_threshold if strict else settings.threshold
+        # English needs twice the words: a Korean word carries its particles ("가방에")
+        words = len(spaced.split()) // (2 if packed.isascii() else 1)
+        threshold = settings.strict_threshold if strict else settings.threshold_long \
+            if words >= settings.overrule_words else settings.threshold
         if p >= threshold and p_name >= settings.min_category and \
                 name in self.categories and \
                 name not in quiet and not self._allowed(name, packed):
