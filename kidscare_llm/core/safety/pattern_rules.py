@@ -5,6 +5,7 @@ Split from conversation.py (which keeps the per-child state): each rule takes th
 it) or None; settle decides a turn's cues once the cues that take others away had their say.
 """
 
+import re
 from typing import Dict, List, Optional, Tuple
 
 from kidscare_llm.core.safety.conversation_rules import (GROOMING_MORE, HYPOTHETICAL,
@@ -117,19 +118,29 @@ def vetoed(category: str, recent) -> bool:
     return False
 
 
+# "우리 할머니", "my grandpa": the child's own family, not the outsider just named
+OWN_FAMILY = re.compile(r'(우리|울|내)\s?(할|외할|친할|삼촌|이모|고모)|\bmy (grand|uncle|aunt)')
+
+
 def settle(cues: set, spaced: str, before, category: Optional[str]) -> set:
     """Return a turn's cues once the cues that take others away have had their say.
 
     An apology clears hurt; a parent told or has it (told) clears the secret; family is not an
-    outsider unless someone else does it ("할머니 기도할 때 아저씨가…"); the family going too
-    (together) clears being alone; a lesson retold (which goes on in a hypothetical turn)
-    clears what happened; "오늘도 그랬어" (same) repeats the turn before; a self-harm line
-    said as a joke still counts as low (category: the check's).
+    outsider unless someone else does it ("할머니 기도할 때 아저씨가…") or the outsider of the
+    turn before is meant, and an outsider is a grown-up; the family going too (together)
+    clears being alone; a lesson retold (which goes on in a hypothetical turn) clears what
+    happened; "오늘도 그랬어" (same) repeats the turn before; a self-harm line said as a joke
+    still counts as low (category: the check's).
     """
     if 'resolved' in cues:
         cues.discard('hurt')  # an apology or a game both play
     if 'told' in cues:  # the child told a parent, or a parent has it: not kept from them
         cues -= {'secret', 'photo_ask'}
+    if 'family' in cues and before is not None and 'outsider' in before.cues and \
+            not OWN_FAMILY.search(spaced):
+        cues.add('outsider')  # "할아버지가 …" after "놀이터에 사탕 주는 할아버지": that one
+    if 'outsider' in cues:  # "식당 이모", "놀이터에 사탕 주는 할아버지": a grown-up, not family
+        cues.add('adult')
     if 'family' in cues and not cues & {'stranger', 'outsider'}:  # "우리 삼촌": family
         cues -= {'adult', 'stranger', 'secret', 'alone', 'ride', 'photo_ask'}
     if 'lesson' not in cues and before is not None and 'lesson' in before.cues and \
