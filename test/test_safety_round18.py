@@ -3,7 +3,8 @@
 Conversations: "6학년 형" and "그 누나" are older children, not a brother or sister, so money
 taken again by the same one alerts; a brother twice is a squabble, a third time alerts;
 someone met online who pays the child and calls them special is grooming without a secret yet;
-a grandfather met at the playground is a grown-up, not family.
+a grandfather met at the playground is a grown-up, not family; a "joke" that was not funny
+is still hurt, a parent's treat is no gift, and calling a friend names back is a quarrel.
 Single lines: a nickname the child likes, teasing both ways, "많아서 죽겠다", a letter asking
 grandpa to quit smoking and a rule a grown-up taught pass; their risky neighbours do not.
 The learned stage flags sentences of six words or more from its own bar (threshold_long).
@@ -62,6 +63,22 @@ def test_a_grandfather_met_at_the_playground_is_not_family(checker):
     assert [(n, a.category) for n, a in got] == [(2, 'grooming')], got
     assert talk(checker, 'grandpa', ['할아버지가 놀이터에서 사탕 사 주셨어',
                                      '엄마한테는 비밀이래 저녁 먹기 전이라서']) == []
+
+
+def test_a_joke_that_was_not_funny_is_still_hurt(checker):
+    got = talk(checker, 'bin', ['오늘 현우가 내 가방 쓰레기통에 넣었어', '장난이래 근데 하나도 안웃겨',
+                                '오늘 또 그랬어 이번엔 신발까지'])
+    assert 'bullying_repeat' in [a.category for n, a in got if n <= 3], got
+
+
+def test_a_coach_who_told_the_parents_and_a_treat_from_mom_do_not_alert(checker):
+    assert talk(checker, 'coach', ['축구 코치님이 나 오늘 골 잘 넣었대',
+                                   '코치님이 엄마한테도 문자 보냈대 잘했다고', '엄마가 치킨 사준대']) == []
+
+
+def test_calling_a_friend_names_back_is_a_quarrel_both_had(checker):
+    assert talk(checker, 'back', ['유나랑 싸웠어 유나가 내 지우개 안 돌려줘서',
+                                  '나도 유나한테 바보라고 해버렸어']) == []
 
 
 @pytest.mark.parametrize('text', [

@@ -118,6 +118,11 @@ def vetoed(category: str, recent) -> bool:
     return False
 
 
+# "장난이래 근데 하나도 안 웃겨": called a joke, and it was not one to the child
+NOT_FUNNY = re.compile(r'(하나도|전혀|별로|진짜)\s?안\s?웃|안\s?웃겨|\b(not|wasn.?t|isn.?t) funny\b')
+# "엄마가 치킨 사 준대": a parent's treat is not a gift from someone else
+PARENT_GIVES = re.compile(r'(?<![가-힣])(엄마|아빠|부모님)(가|이|께서)\s?.{0,12}(사\s?준|사\s?줬|줬|준대|'
+                          r'주셨|사\s?주셨)|\b(my )?(mom|mum|dad) (got|bought|gave) me\b')
 # "우리 할머니", "my grandpa": the child's own family, not the outsider just named
 OWN_FAMILY = re.compile(r'(우리|울|내)\s?(할|외할|친할|삼촌|이모|고모)|\bmy (grand|uncle|aunt)')
 
@@ -125,15 +130,20 @@ OWN_FAMILY = re.compile(r'(우리|울|내)\s?(할|외할|친할|삼촌|이모|�
 def settle(cues: set, spaced: str, before, category: Optional[str]) -> set:
     """Return a turn's cues once the cues that take others away have had their say.
 
-    An apology clears hurt; a parent told or has it (told) clears the secret; family is not an
+    An apology clears hurt (unless the child says it was not funny); a parent's treat is no
+    gift; a parent told or has it (told) clears the secret; family is not an
     outsider unless someone else does it ("할머니 기도할 때 아저씨가…") or the outsider of the
     turn before is meant, and an outsider is a grown-up; the family going too (together)
     clears being alone; a lesson retold (which goes on in a hypothetical turn) clears what
     happened; "오늘도 그랬어" (same) repeats the turn before; a self-harm line said as a joke
     still counts as low (category: the check's).
     """
+    if 'resolved' in cues and NOT_FUNNY.search(spaced):
+        cues = (cues - {'resolved'}) | {'hurt'}  # "장난이래 근데 하나도 안 웃겨"
     if 'resolved' in cues:
         cues.discard('hurt')  # an apology or a game both play
+    if 'gift' in cues and PARENT_GIVES.search(spaced):
+        cues.discard('gift')  # "엄마가 치킨 사 준대": the parents' own treat
     if 'told' in cues:  # the child told a parent, or a parent has it: not kept from them
         cues -= {'secret', 'photo_ask'}
     if 'family' in cues and before is not None and 'outsider' in before.cues and \
