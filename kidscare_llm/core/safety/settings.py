@@ -85,15 +85,15 @@ def classifier_settings(section: dict, config_dir: Path, path: Path,
             'overrule_words >= 1, 0 < refile <= 1, 0 < refile_below <= 1, '
             '0 < overrule_exact <= 1, strict_threshold <= threshold_long < 1')
     enabled, threshold, dims, c, examples, min_category, strict, embedding, overrule, guard, \
-        words, refile, below, exact, long = _numbers(
+        words, refile, below, exact = _numbers(
             section, {'enabled': False, 'threshold': 0.9, 'dims_log2': 16, 'c': 10.0,
                       'examples': None, 'min_category': 0.0, 'strict_threshold': 0.7,
                       'embedding': 0.0, 'overrule': 1.0, 'overrule_guard': 0.2,
                       'overrule_words': 6, 'refile': 1.0, 'refile_below': 0.1,
-                      'overrule_exact': 1.0, 'threshold_long': None},
+                      'overrule_exact': 1.0},
             path, 'classifier', rule)
     strict = strict if 'strict_threshold' in section else min(strict, threshold)
-    long = threshold if long is None else _probability(long, path, rule)
+    long, = _numbers(section, {'threshold_long': threshold}, path, 'classifier', rule)
     if not (0.0 < strict <= threshold < 1.0 and strict <= long < 1.0 and 0.0 <= min_category < 1.0
             and 10 <= dims <= 22 and c > 0 and embedding >= 0 and 0.0 < overrule <= 1.0
             and 0.0 < guard <= 1.0 and words >= 1 and 0.0 < refile <= 1.0
@@ -105,14 +105,6 @@ def classifier_settings(section: dict, config_dir: Path, path: Path,
                           'example lines there or set classifier.enabled: false')
     return ClassifierSettings(enabled, threshold, dims, c, folder, min_category, strict, embedding,
                               overrule, guard, words, refile, below, exact, long)
-
-
-def _probability(value: Any, path: Path, rule: str) -> float:
-    """Return value as a float; ConfigError naming the rule when it is not a number."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f'{path}: classifier needs {rule}; fix the values') from None
 
 
 def similarity_settings(section: dict, path: Path) -> SimilaritySettings:
