@@ -21,8 +21,8 @@ PLACES = ('에서', '에게', '한테', '에')
 GROOMING_MORE = ('gift', 'secret', 'alone', 'ride', 'photo', 'contact', 'special')  # + adult
 ISOLATING = ('secret', 'alone', 'photo_ask', 'touch', 'contact')  # or a stranger's ride
 CUES = ('adult', 'stranger', 'online', 'meet', 'photo_ask', 'touch') + GROOMING_MORE + (
-    'surprise', 'low', 'blame', 'persist', 'recover', 'hurt', 'resolved', 'again', 'same',
-    'story', 'told', 'lesson', 'together', 'family', 'outsider', 'arranged')
+    'surprise', 'low', 'blame', 'setback', 'persist', 'recover', 'hurt', 'resolved', 'again',
+    'same', 'story', 'told', 'lesson', 'together', 'family', 'outsider', 'arranged')
 # a two-syllable name said syllable by syllable before its particle ("예 준 이가", "민 서 가")
 SPLIT_NAME = re.compile(r'(?<![가-힣])(?!(?:또|나|내|너|저|제|걔|쟤|더|좀|막|꼭|다|왜|잘|안|못|그) )'
                         r'([가-힣]) ([가-힣]) ?(?=(?:이가|이는|이도|이랑|이한테|가|는|도|한테)(?:\s|$))')
@@ -31,9 +31,11 @@ SPLIT_PARTICLE = re.compile(r'(?<![가-힣])([가-힣]{1,3}이) (가|는)(?= (?:
 # a brother, sister or relative: in one turn "오빠가 또 놀렸어" is family teasing, not a bully
 KIN = frozenset({'형', '형아', '행아', '엉아', '누나', '언니', '오빠', '동생', '고모', '이모', '삼촌',
                  'brother', 'sister'})
-# "6학년 형", "옆반 누나", "그 형" (one's own brother is not "that" brother): an older child
+# "6학년 형", "옆반 누나", "그 형", "하준이 형아" (one's own brother is not "that" brother or
+# called by name): an older child
 SCHOOLMATE = re.compile(r'(?:\d\s?학년|학년|옆\s?반|윗\s?반|같은\s?반|중학생|중딩|고딩|동네|학원|'
-                        r'놀이터|옆집|(?<![가-힣])그)\s?$')
+                        r'놀이터|옆집|(?<![가-힣])그|'
+                        r'(?<![가-힣])(?!같이|많이|높이|깊이)[가-힣]{1,2}이)\s?$')
 # what someone might do, or what one should do: a lesson retold goes on in such a turn
 HYPOTHETICAL = re.compile(r'(하면|으면|이면|\bif\b|\bnever\b|\byou (should|tell|say)\b)')
 LAUGH = re.compile(r'ㅋㅋ|ㅎㅎ|\blol\b|\blmao\b')  # said laughing: not a complaint on its own

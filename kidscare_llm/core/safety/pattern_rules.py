@@ -51,10 +51,15 @@ def grooming(recent, settings):
 def low_mood(recent, settings):
     """Return (why, turns) of low mood or self-blame said again (since feeling better)."""
     s = settings
-    last_ok = max((n for n, (_, t) in enumerate(recent) if 'recover' in t.cues), default=-1)
+    last_ok = max((n for n, (_, t) in enumerate(recent) if t.cues & {'recover', 'resolved'}),
+                  default=-1)  # feeling better, or the quarrel made up
     low = [(i, t) for i, t in recent[last_ok + 1:] if t.cues & {'low', 'blame'}]
     blame = [x for x in low if 'blame' in x[1].cues]
     lasting = any(t.cues & {'persist', 'blame'} for _, t in low)
+    if lasting:  # what went wrong counts as a low turn beside self-blame or lasting low
+        low = sorted(low + [(i, t) for i, t in recent[last_ok + 1:]
+                            if 'setback' in t.cues and not t.cues & {'low', 'blame'}],
+                     key=lambda x: x[0])
     if len(blame) >= s['blame_turns'] or (len(low) >= s['low_mood_turns'] and lasting) or \
             len(low) >= s['low_mood_turns_many'] > 0:  # turn after turn is lasting too
         return (f'low mood or self-blame in {len(low)} turns', low)
