@@ -31,11 +31,11 @@ SPLIT_PARTICLE = re.compile(r'(?<![가-힣])([가-힣]{1,3}이) (가|는)(?= (?:
 # a brother, sister or relative: in one turn "오빠가 또 놀렸어" is family teasing, not a bully
 KIN = frozenset({'형', '형아', '행아', '엉아', '누나', '언니', '오빠', '동생', '고모', '이모', '삼촌',
                  'brother', 'sister'})
-# "6학년 형", "옆반 누나", "그 형", "하준이 형아" (one's own brother is not "that" brother or
-# called by name): an older child
+# "6학년 형", "옆반 누나", "그 형" (one's own brother is not "that" brother): an older child
 SCHOOLMATE = re.compile(r'(?:\d\s?학년|학년|옆\s?반|윗\s?반|같은\s?반|중학생|중딩|고딩|동네|학원|'
-                        r'놀이터|옆집|(?<![가-힣])그|'
-                        r'(?<![가-힣])(?!같이|많이|높이|깊이)[가-힣]{1,2}이)\s?$')
+                        r'놀이터|옆집|(?<![가-힣])그)\s?$')
+# "하준이 형아가 …": an older child called by name (one's own brother is not)
+NAMED_KIN = re.compile(r'이?\s(형아|형|행아|엉아|누나|언니|오빠)(?:이|가|는|도|랑|한테)?(?:\s|$)')
 # what someone might do, or what one should do: a lesson retold goes on in such a turn
 HYPOTHETICAL = re.compile(r'(하면|으면|이면|\bif\b|\bnever\b|\byou (should|tell|say)\b)')
 LAUGH = re.compile(r'ㅋㅋ|ㅎㅎ|\blol\b|\blmao\b')  # said laughing: not a complaint on its own
@@ -124,4 +124,8 @@ class ConversationRules:
         at, name = names[-1]
         if name in KIN and SCHOOLMATE.search(spaced[:at].rstrip()):
             return f'{spaced[:at].split()[-1]} {name}'  # "6학년 형": not a brother
+        kin = NAMED_KIN.match(spaced, at + len(name))
+        if kin and name not in KIN and not name.isascii():
+            name = name[:-1] if len(name) >= 3 and name.endswith('이') else name
+            return f'{name} {kin[1]}'  # "하준이 형아": an older child by name; "형아" is them
         return name[:-1] if len(name) >= 3 and name.endswith('이') else name

@@ -109,9 +109,11 @@ def vetoed(category: str, recent) -> bool:
     one who did it is family, that the child laughs, or that a bored child is not low.
     """
     cues = set().union(*(t.cues for _, t in recent))
-    if category == 'grooming':  # family (no outsider there), or the parents know
+    if category == 'grooming':  # family (no outsider there), the parents know, or the
+        # family was there and nothing isolating was said ("아빠 친구 아저씨가 놀러 왔어")
         return ('family' in cues and not cues & {'outsider', 'stranger'}) or \
-            bool(cues & {'arranged', 'told'})
+            bool(cues & {'arranged', 'told'}) or \
+            ('together' in cues and not cues & set(ISOLATING))
     if category == 'bullying_repeat':
         peers = [t.peer for _, t in recent if t.peer and 'hurt' in t.cues]
         return (len(peers) > 1 and len(set(peers)) == len(peers)) or \
