@@ -182,7 +182,9 @@ class ConversationMonitor:
             more -= {'low', 'blame', 'hurt'}
         cues |= more
         before = child.turns[-1] if child.turns else None
-        cues = settle(cues, spaced, before, getattr(verdict, 'category', None))
+        kin_before = next((t for t in reversed(child.turns)
+                           if t.cues & {'family', 'outsider'}), None)
+        cues = settle(cues, spaced, before, getattr(verdict, 'category', None), kin_before)
         peer = self.rules.peer(spaced)  # who is named: a later "걔" or no name means them
         named = next((t.peer for t in reversed(child.turns) if t.peer), '')
         kin = peer.split()[-1] if peer else ''

@@ -134,13 +134,14 @@ PARENT_GIVES = re.compile(r'(?<![가-힣])(엄마|아빠|부모님)(가|이|께�
 OWN_FAMILY = re.compile(r'(우리|울|내)\s?(할|외할|친할|삼촌|이모|고모)|\bmy (grand|uncle|aunt)')
 
 
-def settle(cues: set, spaced: str, before, category: Optional[str]) -> set:
+def settle(cues: set, spaced: str, before, category: Optional[str], kin_before=None) -> set:
     """Return a turn's cues once the cues that take others away have had their say.
 
     An apology clears hurt (unless the child says it was not funny); a parent's treat is no
     gift; a parent told or has it (told) clears the secret; family is not an
-    outsider unless someone else does it ("할머니 기도할 때 아저씨가…") or the outsider of the
-    turn before is meant, and an outsider is a grown-up; the family going too (together)
+    outsider unless someone else does it ("할머니 기도할 때 아저씨가…") or the outsider last
+    named (kin_before: the last turn naming family or an outsider) is meant, and an outsider
+    is a grown-up; the family going too (together)
     clears being alone; a lesson retold (which goes on in a hypothetical turn) clears what
     happened; "오늘도 그랬어" (same) repeats the turn before; a self-harm line said as a joke
     still counts as low (category: the check's).
@@ -153,7 +154,7 @@ def settle(cues: set, spaced: str, before, category: Optional[str]) -> set:
         cues.discard('gift')  # "엄마가 치킨 사 준대": the parents' own treat
     if 'told' in cues:  # the child told a parent, or a parent has it: not kept from them
         cues -= {'secret', 'photo_ask'}
-    if 'family' in cues and before is not None and 'outsider' in before.cues and \
+    if 'family' in cues and kin_before is not None and 'outsider' in kin_before.cues and \
             not OWN_FAMILY.search(spaced):
         cues.add('outsider')  # "할아버지가 …" after "놀이터에 사탕 주는 할아버지": that one
     if 'outsider' in cues:  # "식당 이모", "놀이터에 사탕 주는 할아버지": a grown-up, not family
