@@ -226,11 +226,7 @@ def test_learned_cues_read_what_the_cue_lists_miss(checker):
     assert 'secret' in monitor.cue_model.cues('코치님이 문자 보내고 바로 지우라 칸다')
     alerts = talk(checker, 'learned', DIALECT_GROOMING)
     assert alerts and alerts[0][1].category == 'grooming' and alerts[0][0] <= 4
-    model, monitor.cue_model = monitor.cue_model, None
-    try:
-        assert talk(checker, 'rules-only', DIALECT_GROOMING) == []  # the lists alone miss it
-    finally:
-        monitor.cue_model = model
+    assert 'secret' not in monitor.rules.cues(DIALECT_GROOMING[2])  # the lists miss 지우라 칸다
 
 
 def test_telling_a_parent_is_not_a_secret(checker):
