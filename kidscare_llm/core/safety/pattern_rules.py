@@ -132,6 +132,8 @@ PARENT_GIVES = re.compile(r'(?<![가-힣])(엄마|아빠|부모님)(가|이|께�
                           r'주셨|사\s?주셨)|\b(my )?(mom|mum|dad) (got|bought|gave) me\b')
 # "우리 할머니", "my grandpa": the child's own family, not the outsider just named
 OWN_FAMILY = re.compile(r'(우리|울|내)\s?(할|외할|친할|삼촌|이모|고모)|\bmy (grand|uncle|aunt)')
+# "택배 아저씨가 할머니한테 사인 받고 갔어": the outsider there was someone else, not grandma
+ROLE = re.compile(r'아저씨|아줌마|쌤|선생님|코치|사장님|기사님|택배|알바|경비|\b(man|lady|guy)\b')
 
 
 def settle(cues: set, spaced: str, before, category: Optional[str], kin_before=None) -> set:
@@ -155,7 +157,7 @@ def settle(cues: set, spaced: str, before, category: Optional[str], kin_before=N
     if 'told' in cues:  # the child told a parent, or a parent has it: not kept from them
         cues -= {'secret', 'photo_ask'}
     if 'family' in cues and kin_before is not None and 'outsider' in kin_before.cues and \
-            not OWN_FAMILY.search(spaced):
+            not ROLE.search(kin_before.text) and not OWN_FAMILY.search(spaced):
         cues.add('outsider')  # "할아버지가 …" after "놀이터에 사탕 주는 할아버지": that one
     if 'outsider' in cues:  # "식당 이모", "놀이터에 사탕 주는 할아버지": a grown-up, not family
         cues.add('adult')
