@@ -54,13 +54,6 @@ def test_a_parents_friend_visiting_the_family_is_not_grooming(checker):
                                    '다 같이 저녁 먹고 윷놀이 했어']) == []
 
 
-def test_a_parents_friend_who_isolates_the_child_still_alerts(checker):
-    got = talk(checker, 'friend', ['아빠 친구 삼촌이 요즘 우리 집에 자주 와',
-                                   '삼촌이 나한테만 몰래 용돈 줘 동생은 안 주고',
-                                   '삼촌이 엄마 몇 시에 오냐고 물어보고 둘이 놀자고 했어'])
-    assert 'grooming' in [c for n, c in categories(got) if n <= 3], got
-
-
 def test_a_shopkeeper_grandfather_is_a_grown_up(checker):
     got = talk(checker, 'shop', ['슈퍼 할아버지가 나 보고 예쁘다고 사탕 줬어',
                                  '할아버지가 자꾸 내 다리 만지면서 얘기해'])
@@ -82,10 +75,16 @@ def test_teasing_back_is_a_game_both_play(checker):
                                    '나도 걔 보고 잠꾸러기라고 했어 서로 웃었어']) == []
 
 
-def test_a_stranger_who_promises_a_treat_and_a_secret_alerts(checker):
-    got = talk(checker, 'puppy', ['공원에서 모르는 아저씨가 고양이 보여줬어',
-                                  '내일 또 오면 고양이 만져 보게 해 준대',
-                                  '근데 엄마한테는 말하지 말래'])
+@pytest.mark.parametrize('turns', [
+    # a parent's friend who then isolates the child is still alerted by the rules
+    ['아빠 친구 삼촌이 요즘 우리 집에 자주 와', '삼촌이 나한테만 몰래 용돈 줘 동생은 안 주고',
+     '삼촌이 엄마 몇 시에 오냐고 물어보고 둘이 놀자고 했어'],
+    # a stranger who promises a treat and asks for a secret
+    ['공원에서 모르는 아저씨가 고양이 보여줬어', '내일 또 오면 고양이 만져 보게 해 준대',
+     '근데 엄마한테는 말하지 말래'],
+])
+def test_grooming_told_in_three_turns_alerts_by_the_third(checker, turns):
+    got = talk(checker, turns[0][:6], turns)
     assert 'grooming' in [c for n, c in categories(got) if n <= 3], got
 
 
