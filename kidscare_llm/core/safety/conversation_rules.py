@@ -125,7 +125,7 @@ class ConversationRules:
         if name in KIN and SCHOOLMATE.search(spaced[:at].rstrip()):
             return f'{spaced[:at].split()[-1]} {name}'  # "6학년 형": not a brother
         kin = NAMED_KIN.match(spaced, at + len(name))
+        name = name[:-1] if len(name) >= 3 and name.endswith('이') else name
         if kin and name not in KIN and not name.isascii():
-            name = name[:-1] if len(name) >= 3 and name.endswith('이') else name
             return f'{name} {kin[1]}'  # "하준이 형아": an older child by name; "형아" is them
-        return name[:-1] if len(name) >= 3 and name.endswith('이') else name
+        return name

@@ -143,10 +143,10 @@ def settle(cues: set, spaced: str, before, category: Optional[str], kin_before=N
     gift; a parent told or has it (told) clears the secret; family is not an
     outsider unless someone else does it ("할머니 기도할 때 아저씨가…") or the outsider last
     named (kin_before: the last turn naming family or an outsider) is meant, and an outsider
-    is a grown-up; the family going too (together)
-    clears being alone; a lesson retold (which goes on in a hypothetical turn) clears what
-    happened; "오늘도 그랬어" (same) repeats the turn before; a self-harm line said as a joke
-    still counts as low (category: the check's).
+    is a grown-up; the family going too (together) clears being alone; a lesson retold
+    (which goes on in a hypothetical turn) clears what happened; "오늘도 그랬어" (same)
+    repeats the turn before; a self-harm line said as a joke still counts as low (category:
+    the check's).
     """
     if 'resolved' in cues and NOT_FUNNY.search(spaced):
         cues = (cues - {'resolved'}) | {'hurt'}  # "장난이래 근데 하나도 안 웃겨"
