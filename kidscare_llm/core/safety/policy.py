@@ -26,8 +26,8 @@ from kidscare_llm.core.safety.settings import (classifier_settings, ClassifierSe
 POLICY_FILE = 'policy.yaml'
 ACTIONS = ('guide', 'redirect', 'refuse', 'refuse_alert')
 # policy.yaml: <kind>_markers, <kind>_categories and <kind>_exempt (patterns that cancel it)
-QUIET_RULES = ('lesson', 'fiction', 'resolved', 'supervised', 'question')
-REGEX_MARKERS = ('question',)  # their markers are regexes on the text without spaces
+QUIET_RULES = ('lesson', 'fiction', 'resolved', 'supervised', 'question', 'mutual')
+REGEX_MARKERS = ('question', 'mutual')  # their markers are regexes on the text without spaces
 LANGS = ('ko', 'en')
 
 
@@ -67,7 +67,7 @@ class QuietRule:
     lesson: the child repeats a taught rule; fiction: a film, game or story; resolved: a
     quarrel already made up; supervised: a grown-up does it with the child; question: the
     child checks a safety rule about what someone might do ("모르는 사람이 주소 물어보면 말하면
-    안 되는 거 맞지?").
+    안 되는 거 맞지?"); mutual: a game both play (names called back, both laughing).
     """
 
     kind: str
