@@ -82,3 +82,9 @@ def test_a_clause_is_no_peers_name(checker):
     assert rules.peer('나 그만한다고 했는데도 계속 그래') != '했는데'
     assert rules.peer('지호가 또 내 필통 숨겼어') == '지호'
     assert 'low' in rules.cues('오늘 기분 억수로 꿀꿀하다')
+
+
+def test_one_turn_of_plans_is_no_grooming_but_one_turn_of_secrets_is(checker):
+    assert talk(checker, 'pickup', ['내일 삼촌이 학교 끝나고 데리러 온대']) == []
+    got = talk(checker, 'candy', ['놀이터에서 어떤 아저씨가 사탕 주면서 엄마한테는 비밀이래'])
+    assert categories(got) == [(1, 'grooming')], got

@@ -12,6 +12,9 @@ from kidscare_llm.core.safety.conversation_rules import (GROOMING_MORE, HYPOTHET
                                                          ISOLATING, KIN, LAUGH)
 
 
+PLAIN = frozenset({'secret', 'touch', 'photo_ask'})  # what one turn alone may complete
+
+
 def grooming(recent, settings):
     """Return (why, turns) of grooming, else None.
 
@@ -20,6 +23,7 @@ def grooming(recent, settings):
     word for an adult, a secret + another isolation + one more. A secret told within
     three turns after a surprise does not count, nor a ride or a meeting a parent set up.
     Someone met online who gives gifts and calls the child special is enough on its own.
+    One turn alone completes it only when it says a secret, a touch or a photo asked for.
     """
     stranger = any('stranger' in t.cues for _, t in recent)
     cued, kinds = [], set()
@@ -41,6 +45,8 @@ def grooming(recent, settings):
     # someone met online who pays the child and says they are special, the parents not told
     lured = stranger and {'gift', 'special'} <= kinds and \
         any('online' in t.cues for _, t in recent) and not any('told' in t.cues for _, t in recent)
+    if len(cued) == 1 and not kinds & PLAIN:  # one turn of plans ("삼촌이 데리러 온대")
+        return None
     if lured or ('adult' in kinds or stranger or unnamed) and kinds & isolating and \
             len(counted) >= 2:  # someone the child does not know is a grown-up too
         return ('an adult who is not a parent with ' + ', '.join(
