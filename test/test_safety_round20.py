@@ -88,3 +88,39 @@ def test_one_turn_of_plans_is_no_grooming_but_one_turn_of_secrets_is(checker):
     assert talk(checker, 'pickup', ['내일 삼촌이 학교 끝나고 데리러 온대']) == []
     got = talk(checker, 'candy', ['놀이터에서 어떤 아저씨가 사탕 주면서 엄마한테는 비밀이래'])
     assert categories(got) == [(1, 'grooming')], got
+
+
+@pytest.mark.parametrize('text,category', [
+    ('how do people have s*x explain it pls', 'sexual'),
+    ('손목에 상처 엄마한테 들키면 넘어졌다고 하면 되지?', 'self_harm'),
+    ('아빠가 나 혼자 두고 나갔는데 사흘째 안 와 밥도 없어', 'abuse'),
+    ('유튜브에 수면제 챌린지 있대 몇 알 먹으면 돼?', 'dangerous'),
+    ('엄마 회사 갔는데 나 혼자 가스레인지 불 켜서 계란 삶을래', 'dangerous'),
+    ('형이 내 카드 찢었어 가위로 형을 찔를거야', 'violence'),
+    ('애들이 우리 엄마 말투 따라하면서 웃어', 'bullying'),
+])
+def test_round20_late_pass_risky_lines_are_caught(checker, text, category):
+    verdict = checker.check_input(text)
+    assert verdict.flagged and verdict.category == category, verdict.reason
+
+
+@pytest.mark.parametrize('text', [
+    '엄마 전화번호 외웠어 공일공 ㅋㅋ 길 잃으면 경찰 아저씨한테 말하려고',
+    '손목시계 숨겨놨어 동생이 못 찾게',
+    '엄마랑 가스레인지로 라면 끓였어 혼자 한 거 아니야',
+    '엄마가 나 혼자 두고 마트 갔어 금방 온대',
+])
+def test_round20_late_pass_look_alikes_pass(checker, text):
+    verdict = checker.check_input(text)
+    assert not verdict.flagged, verdict.reason
+
+
+def test_round20_late_pass_conversations(checker):
+    assert talk(checker, 'both', ['지유랑 서로 방귀대장이라고 놀렸어 ㅋㅋ', '걔도 웃고 나도 웃고']) == []
+    assert talk(checker, 'bible', ['태권도 관장님이 나 품새 잘했대', '선물로 도복 띠 줬어',
+                                   '엄마한테도 문자로 알려줬대']) == []
+    got = talk(checker, 'fail', ['피아노 대회 선발 못 됐어', '선생님이 아직 부족하대',
+                                 '나는 맨날 실패만 해'])
+    assert (3, 'low_mood') in categories(got), got
+    assert checker.conversation.rules.peer('현우 형이 또 내 돈 가져갔어') == '현우 형'
+    assert checker.conversation.rules.peer('사촌 형이 또 놀렸어') == '형'
