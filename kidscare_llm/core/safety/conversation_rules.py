@@ -36,6 +36,13 @@ SCHOOLMATE = re.compile(r'(?:\d\s?학년|학년|옆\s?반|윗\s?반|같은\s?반
                         r'놀이터|옆집|(?<![가-힣])그)\s?$')
 # "하준이 형아가 …": an older child called by name (one's own brother is not)
 NAMED_KIN = re.compile(r'이?\s(형아|형|행아|엉아|누나|언니|오빠)(?:이|가|는|도|랑|한테)?(?:\s|$)')
+# "현우 형이 …" (round 20): a two-syllable given name right before 형/누나, not a word of time,
+# manner or family ("갑자기 형이", "사촌 형이")
+NAME_BEFORE = re.compile(r'(?:^|\s)([가-힣]{2})이?\s?$')
+NOT_NAMES = frozenset({'사촌', '친척', '큰집', '막내', '첫째', '둘째', '갑자기', '그때', '정말',
+                       '완전', '이제', '아직', '벌써', '다시', '항상', '먼저', '나중', '그럼',
+                       '그래', '원래', '같이', '혼자', '친형', '친언니', '친오빠', '친누나'})
+PARTICLE_END = tuple('가는도를을에의고면데랑만까게요해했다')
 # what someone might do, or what one should do: a lesson retold goes on in such a turn
 HYPOTHETICAL = re.compile(r'(하면|으면|이면|\bif\b|\bnever\b|\byou (should|tell|say)\b)')
 LAUGH = re.compile(r'ㅋㅋ|ㅎㅎ|\blol\b|\blmao\b')  # said laughing: not a complaint on its own
@@ -124,6 +131,10 @@ class ConversationRules:
         at, name = names[-1]
         if name in KIN and SCHOOLMATE.search(spaced[:at].rstrip()):
             return f'{spaced[:at].split()[-1]} {name}'  # "6학년 형": not a brother
+        given = NAME_BEFORE.search(spaced[:at]) if name in KIN else None
+        if given and given[1] not in self.not_peers | NOT_NAMES and \
+                not given[1].endswith(PARTICLE_END):
+            return f'{given[1]} {name}'  # "현우 형이": an older child by name
         kin = NAMED_KIN.match(spaced, at + len(name))
         name = name[:-1] if len(name) >= 3 and name.endswith('이') else name
         if kin and name not in KIN and not name.isascii():
