@@ -132,7 +132,7 @@ class ConversationRules:
         if name in KIN and SCHOOLMATE.search(spaced[:at].rstrip()):
             return f'{spaced[:at].split()[-1]} {name}'  # "6학년 형": not a brother
         given = NAME_BEFORE.search(spaced[:at]) if name in KIN else None
-        if given and given[1] not in self.not_peers | NOT_NAMES and \
+        if given and given[1] not in self.not_peers and given[1] not in NOT_NAMES and \
                 not given[1].endswith(PARTICLE_END):
             return f'{given[1]} {name}'  # "현우 형이": an older child by name
         kin = NAMED_KIN.match(spaced, at + len(name))

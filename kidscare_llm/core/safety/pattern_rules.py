@@ -45,7 +45,7 @@ def grooming(recent, settings):
     # someone met online who pays the child and says they are special, the parents not told
     lured = stranger and {'gift', 'special'} <= kinds and \
         any('online' in t.cues for _, t in recent) and not any('told' in t.cues for _, t in recent)
-    if len(cued) == 1 and not kinds & PLAIN:  # one turn of plans ("삼촌이 데리러 온대")
+    if len(cued) == 1 and not kinds & PLAIN and not lured:  # plans ("삼촌이 데리러 온대")
         return None
     if lured or ('adult' in kinds or stranger or unnamed) and kinds & isolating and \
             len(counted) >= 2:  # someone the child does not know is a grown-up too
