@@ -157,7 +157,7 @@ class SafetyPolicy:
     def context(self, spaced: str, packed: str, morphs: str) -> Tuple[Set[str], str]:
         """Return (categories quieted for this sentence, the child's risk marker or '').
 
-        Context rules (lesson, fiction, resolved, supervised) quiet their categories; a
+        Context rules (QUIET_RULES: lesson, fiction, resolved, ...) quiet their categories; a
         sentence that only asks about or reports a topic (a mention without a risk marker)
         quiets the mention categories. Self-harm and abuse are never listed there.
         """
